@@ -1,0 +1,314 @@
+"""The Web Connector conversation, without I/O.
+
+One method per SOAP operation, in the order QBWC calls them (see
+QBWC-PROTOCOL.md §2). Each takes the call's parameters as plain Python values
+and returns the plain answer; each runs in one database transaction. The SOAP
+adapter (``qwc_service.soap``) only translates envelopes to and from these
+calls, so tests can hold a whole conversation with no HTTP at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from . import qbxml, queue, sessions
+from .config import Settings
+from .models import Connection, Job, SessionState, WebConnectorSession
+from .passwords import Passwords
+from .qbxml import HostFacts
+
+log = logging.getLogger(__name__)
+
+#: QBWC's answer to an unusable ticket must not fault (that would show a bare
+#: QBWC1041-style code); these texts tell the operator what happens next.
+UNKNOWN_SESSION_TEXT = (
+    "Session expired or unknown; the Web Connector will start a new one on its next run."
+)
+CLOSED_SESSION_TEXT = "Session unknown or already closed."
+#: getLastError's answer that makes QBWC wait five seconds and ask again.
+NOOP = "NoOp"
+#: A negative receiveResponseXML answer: QBWC calls getLastError, then closeConnection.
+STOP = -1
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """authenticate's answer: ``[ticket, status, postpone?, min_run_every?]``."""
+
+    ticket: str
+    status: str
+    postpone_seconds: int | None = None
+    min_run_every_seconds: int | None = None
+
+    #: Not a valid user. The same answer, byte for byte, for every reason.
+    NVU = "nvu"
+    #: Valid user, nothing to do: QBWC does not even open QuickBooks.
+    NONE = "none"
+
+    def as_array(self) -> list[str]:
+        """Every element emitted, empty ones too (a dropped empty element breaks QBWC)."""
+        array = [self.ticket, self.status]
+        if self.postpone_seconds is not None or self.min_run_every_seconds is not None:
+            array.append("" if self.postpone_seconds is None else str(self.postpone_seconds))
+        if self.min_run_every_seconds is not None:
+            array.append(str(self.min_run_every_seconds))
+        return array
+
+
+NVU_RESULT = AuthResult(ticket="", status=AuthResult.NVU)
+
+
+class Conversation:
+    """Answers the Web Connector's calls from the database.
+
+    ``clock`` is injectable so tests can expire tickets without sleeping.
+    """
+
+    def __init__(
+        self,
+        db: sessionmaker[Session],
+        settings: Settings | None = None,
+        passwords: Passwords | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.settings = settings or Settings()
+        self.passwords = passwords or Passwords.from_settings(self.settings)
+        self.clock = clock
+
+    # -- before a session ---------------------------------------------------
+
+    def server_version(self) -> str:
+        return self.settings.server_version
+
+    def client_version(self, version: str) -> str:
+        """``""`` lets every Web Connector version proceed."""
+        return ""
+
+    def authenticate(self, username: str, password: str, client_address: str = "") -> AuthResult:
+        """Let in only the connection's dedicated sync user, and say whether there is work.
+
+        Unknown users, disabled connections and wrong passwords get the same
+        ``nvu`` after the same amount of work (a dummy hash is verified when
+        the user is unknown), so the answer reveals nothing about which user
+        names exist.
+        """
+        username = username or ""
+        now = self.clock()
+        with self.db.begin() as db:
+            connection = db.scalar(select(Connection).where(Connection.username == username))
+            stored_hash = connection.password_hash if connection is not None else None
+            valid = self.passwords.verify(stored_hash, password or "")
+            if not valid or connection is None or not connection.enabled:
+                log.info("authenticate: nvu from %s", client_address or "unknown address")
+                return NVU_RESULT
+            if self.passwords.needs_rehash(connection.password_hash):
+                connection.password_hash = self.passwords.hash(password)
+            for stale in sessions.open_sessions(db, connection.id):
+                sessions.end(db, stale, now, SessionState.CLOSED, "a new session replaced this one")
+            if not queue.has_queued(db, connection.id):
+                log.info("authenticate: connection=%s none", connection.name)
+                # No session row: closeConnection for this ticket finds nothing,
+                # which is the right answer for a run with nothing to do.
+                return AuthResult(ticket=sessions.new_ticket(), status=AuthResult.NONE)
+            ticket, session = sessions.open_session(db, connection, now, client_address)
+            log.info("authenticate: connection=%s session=%s work queued", connection.name, session.id)
+            return AuthResult(ticket=ticket, status=connection.company_file)
+
+    # -- the exchange -------------------------------------------------------
+
+    def send_request_xml(
+        self,
+        ticket: str,
+        hcp_response: str = "",
+        company_file_name: str = "",
+        country: str = "",
+        major: int | None = None,
+        minor: int | None = None,
+    ) -> str:
+        """Hand out the connection's next job, or ``""`` when there is none.
+
+        The first call of a session carries QuickBooks' own description
+        (strHCPResponse); it is stored because it decides the qbXML version
+        and, when something is refused, whose permissions applied.
+        """
+        now = self.clock()
+        with self.db.begin() as db:
+            session = sessions.find_live(db, ticket, now, self.settings)
+            if session is None:
+                return ""
+            if hcp_response and session.host_facts is None:
+                session.host_facts = self._read_facts(hcp_response, session.connection).to_dict()
+            session.company_file_name = company_file_name or session.company_file_name
+            session.qbxml_country = (country or session.qbxml_country)[:8]
+            session.qbxml_major = major if major is not None else session.qbxml_major
+            session.qbxml_minor = minor if minor is not None else session.qbxml_minor
+            lost = queue.outstanding(db, session.id)
+            if lost is not None:
+                # QBWC asked again without answering: the last exchange was lost.
+                queue.release_unanswered(
+                    db, session.id, now, "The Web Connector asked for new work without answering this job"
+                )
+            facts = HostFacts.from_dict(session.host_facts)
+            while True:
+                job = queue.claim_next(db, session.connection_id, session.id, now)
+                if job is None:
+                    break
+                request = self._render(job, facts, session)
+                if request is not None:
+                    log.info("sendRequestXML: session=%s job=%s %s", session.id, job.id, job.request_types)
+                    return request
+                session.jobs_failed += 1
+            session.last_error = (
+                NOOP if queue.has_queued(db, session.connection_id) else "There is nothing left to send."
+            )
+            return ""
+
+    def _read_facts(self, hcp_response: str, connection: Connection) -> HostFacts:
+        try:
+            return qbxml.read_host_facts(hcp_response, connection.owner_id)
+        except qbxml.QbxmlError as exc:
+            log.warning("sendRequestXML: unreadable strHCPResponse for %s: %s", connection.name, exc)
+            return HostFacts()
+
+    def _render(self, job: Job, facts: HostFacts, session: WebConnectorSession) -> str | None:
+        """The request text to send, or None after failing a job the host cannot take."""
+        version = qbxml.choose_version(job.qbxml_version, facts, session.qbxml_major, session.qbxml_minor)
+        if qbxml.version_exceeds(job.qbxml_version, version):
+            queue.fail(
+                job,
+                self.clock(),
+                f"This job needs qbXML {job.qbxml_version}, but this QuickBooks "
+                f"({facts.product_name or 'version unknown'}) supports at most qbXML {version}. "
+                "Update QuickBooks, or enqueue the job for an older qbXML version.",
+            )
+            return None
+        return qbxml.render_request(job.request_xml, version)
+
+    def receive_response_xml(self, ticket: str, response: str, hresult: str = "", message: str = "") -> int:
+        """Store QuickBooks' answer to the outstanding job and report progress.
+
+        Returns 0–99 while work remains, 100 when none does, and a negative
+        number when the session must stop (QBWC then shows getLastError).
+        """
+        now = self.clock()
+        with self.db.begin() as db:
+            session = sessions.find_live(db, ticket, now, self.settings)
+            if session is None:
+                return STOP
+            job = queue.outstanding(db, session.id)
+            if job is None:
+                session.last_error = (
+                    "The Web Connector sent an answer, but no request was waiting for one; "
+                    "the session stops so that nothing is recorded against the wrong job."
+                )
+                return STOP
+            if hresult or not response:
+                code = hresult or "(none)"
+                text = self._failure_text(code, message or "no answer from QuickBooks", job, session)
+                queue.record_rejection(db, job, hresult, message, now, text)
+                session.jobs_failed += 1
+                log.info("receiveResponseXML: session=%s job=%s rejected %s", session.id, job.id, code)
+                if self._stops_session(hresult):
+                    session.last_error = text
+                    return STOP
+            else:
+                answer = queue.record_response(db, job, response, now)
+                if answer.failed:
+                    session.jobs_failed += 1
+                    status = answer.status
+                    if status is not None:
+                        job.error = self._failure_text(str(status.code), status.message, job, session)
+                        if self._stops_session(str(status.code)):
+                            session.last_error = job.error
+                            log.info("receiveResponseXML: session=%s job=%s stops session", session.id, job.id)
+                            return STOP
+                else:
+                    session.jobs_done += 1
+                log.info("receiveResponseXML: session=%s job=%s %s", session.id, job.id, job.state)
+            return self._progress(db, session)
+
+    def _progress(self, db: Session, session: WebConnectorSession) -> int:
+        remaining = queue.queued_count(db, session.connection_id)
+        if remaining == 0:
+            return 100
+        finished = session.jobs_done + session.jobs_failed
+        return min(99, finished * 100 // (finished + remaining))
+
+    # Diagnosis seam: the diagnosis module replaces these two with its catalog.
+    _SESSION_STOPPERS = frozenset({"3260", "3261", "3171", "0x80040408", "0x80040418", "0x8004041a",
+                                   "0x8004041d", "0x80040420", "0x80040430"})
+
+    def _stops_session(self, code: str) -> bool:
+        return code.lower() in self._SESSION_STOPPERS
+
+    def _failure_text(self, code: str, message: str, job: Job, session: WebConnectorSession) -> str:
+        return f"QuickBooks refused job {job.id} ({job.request_types}) with code {code}: {message}"
+
+    def connection_error(self, ticket: str, hresult: str, message: str) -> str:
+        """QuickBooks could not be opened: record why and stop (``"done"``)."""
+        now = self.clock()
+        with self.db.begin() as db:
+            session = sessions.find_live(db, ticket, now, self.settings)
+            if session is None:
+                return "done"
+            session.connection_error_hresult = (hresult or "")[:32]
+            session.connection_error_message = message or ""
+            session.last_error = (
+                f"The Web Connector could not open QuickBooks ({hresult or 'no code'}): "
+                f"{message or 'no message'}"
+            )
+            log.info("connectionError: session=%s %s", session.id, hresult)
+            return "done"
+
+    def get_last_error(self, ticket: str) -> str:
+        now = self.clock()
+        with self.db.begin() as db:
+            session = sessions.find_live(db, ticket, now, self.settings)
+            if session is None:
+                return UNKNOWN_SESSION_TEXT
+            return session.last_error or "No error."
+
+    def close_connection(self, ticket: str) -> str:
+        """End the session and return the one-line summary QBWC shows in its status column."""
+        now = self.clock()
+        with self.db.begin() as db:
+            session = sessions.find(db, ticket)
+            if session is None:
+                return CLOSED_SESSION_TEXT
+            in_doubt = 0
+            if session.state == SessionState.OPEN.value:
+                _, in_doubt = sessions.end(
+                    db, session, now, SessionState.CLOSED, "the Web Connector closed the session"
+                )
+            log.info("closeConnection: session=%s", session.id)
+            return summary(session.jobs_done, session.jobs_failed, in_doubt)
+
+    # -- interactive mode (not offered) ------------------------------------
+
+    def get_interactive_url(self, ticket: str, session_id: str) -> str:
+        return ""
+
+    def interactive_done(self, ticket: str) -> str:
+        return "Done"
+
+    def interactive_rejected(self, ticket: str, reason: str) -> str:
+        return "qwc-service does not use interactive mode."
+
+
+def summary(done: int, failed: int, in_doubt: int = 0) -> str:
+    """E.g. ``"3 jobs done, 1 failed"``: short enough for QBWC's status column."""
+    text = f"{done} job{'' if done == 1 else 's'} done, {failed} failed"
+    if in_doubt:
+        text += f", {in_doubt} in doubt"
+    return text

@@ -1,0 +1,184 @@
+"""The database schema as typed SQLAlchemy models.
+
+Alembic migrations in ``migrations/`` own the schema; these classes describe
+it for the ORM, and a test checks that autogenerate finds no difference
+between the two. Times are stored in UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    SQLite keeps no time zone, so without this the same column would come back
+    naive there and aware on PostgreSQL.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: Optional[datetime], dialect: Any) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobState(str, enum.Enum):
+    """Where a job is in its life. Stored as the plain string value."""
+
+    #: Waiting for the connection's next session.
+    QUEUED = "queued"
+    #: Handed to the Web Connector in a session; its answer has not come back.
+    SENT = "sent"
+    #: QuickBooks answered and no request in it failed.
+    DONE = "done"
+    #: QuickBooks (or the request processor) rejected it.
+    FAILED = "failed"
+    #: A write whose session ended without an answer: QuickBooks may or may not
+    #: have applied it, so it is never resent without a person's decision.
+    IN_DOUBT = "in_doubt"
+    #: Withdrawn before it was sent.
+    CANCELLED = "cancelled"
+
+
+FINAL_JOB_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+
+
+class SessionState(str, enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+    EXPIRED = "expired"
+
+
+class Connection(Base):
+    """One company file served through one Web Connector, and its sync user.
+
+    QBWC identifies itself only by user name, so the sync user's name is
+    unique across connections: it is how authenticate finds the connection.
+    """
+
+    __tablename__ = "connections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    #: Full path of the company file to open, or "" for whichever is open.
+    company_file: Mapped[str] = mapped_column(String(1024), default="")
+    #: Braced GUIDs written into the .qwc file; stable for the connection's life.
+    owner_id: Mapped[str] = mapped_column(String(38))
+    file_id: Mapped[str] = mapped_column(String(38))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    jobs: Mapped[list["Job"]] = relationship(back_populates="connection", lazy="raise")
+
+
+class WebConnectorSession(Base):
+    """One run of the Web Connector, from authenticate to closeConnection.
+
+    Only a hash of the ticket is stored: a leaked database must not let anyone
+    continue a live session.
+    """
+
+    __tablename__ = "qbwc_sessions"
+    __table_args__ = (Index("ix_qbwc_sessions_connection_state", "connection_id", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default=SessionState.OPEN.value)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+    client_address: Mapped[str] = mapped_column(String(64), default="")
+    #: What getLastError will say; "" when nothing went wrong.
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    #: From sendRequestXML: the file QBWC opened and the processor's qbXML level.
+    company_file_name: Mapped[str] = mapped_column(String(1024), default="")
+    qbxml_country: Mapped[str] = mapped_column(String(8), default="")
+    qbxml_major: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    qbxml_minor: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    #: Facts from the first call's strHCPResponse (see qbxml.HostFacts).
+    host_facts: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON, nullable=True)
+    connection_error_hresult: Mapped[str] = mapped_column(String(32), default="")
+    connection_error_message: Mapped[str] = mapped_column(Text, default="")
+    jobs_done: Mapped[int] = mapped_column(Integer, default=0)
+    jobs_failed: Mapped[int] = mapped_column(Integer, default=0)
+
+    connection: Mapped[Connection] = relationship(lazy="joined")
+
+
+class Job(Base):
+    """One qbXML request document waiting for, or answered by, QuickBooks."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # The claim path: a connection's queued jobs by priority, then age.
+        Index("ix_jobs_claim", "connection_id", "state", "priority", "id"),
+        Index("ix_jobs_session", "session_id"),
+        Index("ix_jobs_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connections.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    #: The normalised qbXML request document.
+    request_xml: Mapped[str] = mapped_column(Text)
+    #: Space-separated request types, e.g. "CustomerAdd InvoiceQuery".
+    request_types: Mapped[str] = mapped_column(String(1024), default="")
+    #: Whether any request changes QuickBooks data (decides resend safety).
+    is_write: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: The qbXML version the job needs, from its ``<?qbxml version?>``; None = any.
+    qbxml_version: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)
+    response_xml: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    #: The first failing ...Rs (or the last one when none failed).
+    status_code: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    status_severity: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)
+    status_message: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    #: HRESULT when the request processor refused the request outright.
+    hresult: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    #: Our explanation of what went wrong, for people.
+    error: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    session_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("qbwc_sessions.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+
+    connection: Mapped[Connection] = relationship(back_populates="jobs", lazy="raise")

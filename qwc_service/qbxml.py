@@ -1,0 +1,380 @@
+"""qbXML documents: validating requests, reading responses and first-call facts.
+
+Everything here goes through lxml with one hardened parser configuration: no
+network, no entity expansion, DTDs refused, and ``huge_tree`` on because a
+QuickBooks answer can legitimately be 100 MB. Nothing here touches the
+database: it turns text into facts and back.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator
+
+from lxml import etree
+
+from .exceptions import InvalidInput
+
+#: The three values QuickBooks accepts for QBXMLMsgsRq/@onError.
+ON_ERROR_VALUES = ("stopOnError", "continueOnError", "rollbackOnError")
+DEFAULT_ON_ERROR = "stopOnError"
+
+
+class QbxmlError(InvalidInput):
+    """A qbXML document is unusable; the message says what and where."""
+
+
+def _parser() -> etree.XMLParser:
+    # A new parser per call: lxml parsers are not safe to share across threads.
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=True,
+        remove_comments=True,
+        encoding="utf-8",
+    )
+
+
+def _refuse_dtd(tree: etree._ElementTree, what: str) -> None:
+    docinfo = tree.docinfo
+    if docinfo.internalDTD is not None or docinfo.doctype or docinfo.system_url:
+        raise QbxmlError(f"{what} contains a DTD or entity declaration, which is not allowed")
+
+
+def parse_document(text: str, what: str = "document") -> etree._Element:
+    """Parse untrusted XML text safely, refusing DTDs; raise QbxmlError with the position."""
+    try:
+        root = etree.fromstring(text.encode("utf-8"), _parser())
+    except etree.XMLSyntaxError as exc:
+        raise QbxmlError(f"{what} is not well-formed XML: {_position(exc)}") from None
+    _refuse_dtd(root.getroottree(), what)
+    return root
+
+
+def _position(exc: etree.XMLSyntaxError) -> str:
+    line, column = exc.position if exc.position else (0, 0)
+    message = (exc.msg or "syntax error").split(", line ")[0]
+    return f"{message} (line {line}, column {column})"
+
+
+# --- requests --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A validated job request, normalised to one QBXML document."""
+
+    xml: str
+    request_types: tuple[str, ...]
+    on_error: str
+    #: From ``<?qbxml version="…"?>`` when the caller gave one.
+    qbxml_version: str | None
+
+    @property
+    def is_write(self) -> bool:
+        return any(is_write_request(t) for t in self.request_types)
+
+
+def is_write_request(request_type: str) -> bool:
+    """Whether a request type may change the company file.
+
+    Only queries are safe to resend; anything else (Add, Mod, Del, Void,
+    DataExt…, even types we do not know) is treated as a write, because wrongly
+    calling a write read-only could post it twice.
+    """
+    return not request_type.endswith("Query")
+
+
+def prepare_request(text: str) -> PreparedRequest:
+    """Validate a job: a full QBXML document, or one or more ``…Rq`` elements.
+
+    Fragments are wrapped in ``QBXML/QBXMLMsgsRq onError="stopOnError"`` so
+    that an invoice is never attempted after its customer failed.
+    """
+    if not text or not text.strip():
+        raise QbxmlError("the request is empty")
+    stripped = text.lstrip()
+    if stripped.startswith(("<?", "<!")):
+        root = parse_document(stripped, "the request")
+    else:
+        elements = _parse_fragments(stripped)
+        if len(elements) == 1 and elements[0].tag == "QBXML":
+            root = elements[0]
+        else:
+            root = _wrap_elements(elements)
+    if root.tag != "QBXML":
+        raise QbxmlError(f"the root element is <{root.tag}>; expected <QBXML> or …Rq elements")
+    version = _qbxml_version(root)
+    messages = [child for child in root if isinstance(child.tag, str)]
+    if len(messages) != 1 or messages[0].tag != "QBXMLMsgsRq":
+        found = ", ".join(f"<{m.tag}>" for m in messages) or "nothing"
+        raise QbxmlError(f"<QBXML> must contain exactly one <QBXMLMsgsRq>; found {found}")
+    msgs = messages[0]
+    on_error = msgs.get("onError")
+    if on_error is None:
+        raise QbxmlError(
+            f"<QBXMLMsgsRq> (line {msgs.sourceline}) has no onError attribute; "
+            f"use one of {', '.join(ON_ERROR_VALUES)}"
+        )
+    if on_error not in ON_ERROR_VALUES:
+        raise QbxmlError(
+            f"<QBXMLMsgsRq> (line {msgs.sourceline}) has onError={on_error!r}; "
+            f"use one of {', '.join(ON_ERROR_VALUES)}"
+        )
+    types: list[str] = []
+    for child in msgs:
+        if not isinstance(child.tag, str):
+            continue
+        if not child.tag.endswith("Rq") or len(child.tag) <= 2:
+            raise QbxmlError(
+                f"<{child.tag}> (line {child.sourceline}) is not a request: "
+                "request element names end in 'Rq'"
+            )
+        types.append(child.tag[:-2])
+    if not types:
+        raise QbxmlError("<QBXMLMsgsRq> contains no requests")
+    xml = etree.tostring(root, encoding="unicode")
+    return PreparedRequest(xml=xml, request_types=tuple(types), on_error=on_error, qbxml_version=version)
+
+
+def _parse_fragments(text: str) -> list[etree._Element]:
+    """Parse one element or a sequence of sibling elements by feeding them inside a wrapper."""
+    parser = _parser()
+    try:
+        parser.feed(b"<QBXMLMsgsRq>")
+        parser.feed(text.encode("utf-8"))
+        parser.feed(b"</QBXMLMsgsRq>")
+        wrapper = parser.close()
+    except etree.XMLSyntaxError as exc:
+        raise QbxmlError(f"the request is not well-formed XML: {_position(exc)}") from None
+    _refuse_dtd(wrapper.getroottree(), "the request")
+    stray = (wrapper.text or "").strip() or any((c.tail or "").strip() for c in wrapper)
+    if stray:
+        raise QbxmlError("the request has text outside its elements")
+    return [c for c in wrapper if isinstance(c.tag, str)]
+
+
+def _wrap_elements(elements: list[etree._Element]) -> etree._Element:
+    root = etree.Element("QBXML")
+    msgs = etree.SubElement(root, "QBXMLMsgsRq", onError=DEFAULT_ON_ERROR)
+    for element in elements:
+        element.tail = None
+        msgs.append(element)
+    return root
+
+
+def _qbxml_version(root: etree._Element) -> str | None:
+    node = root.getprevious()
+    while node is not None:
+        if isinstance(node, etree._ProcessingInstruction) and node.target == "qbxml":
+            version = node.get("version")
+            if version is not None:
+                _version_tuple(version)  # validates
+            return version
+        node = node.getprevious()
+    return None
+
+
+def _version_tuple(version: str) -> tuple[int, int]:
+    try:
+        major, _, minor = version.partition(".")
+        return int(major), int(minor or 0)
+    except ValueError:
+        raise QbxmlError(f'<?qbxml version="{version}"?> is not a version like "13.0"') from None
+
+
+def render_request(xml: str, qbxml_version: str) -> str:
+    """The document as sent to QuickBooks: XML declaration and qbxml version PI first."""
+    root = parse_document(xml, "the stored request")
+    root.addprevious(etree.ProcessingInstruction("qbxml", f'version="{qbxml_version}"'))
+    return etree.tostring(root.getroottree(), xml_declaration=True, encoding="utf-8").decode("utf-8")
+
+
+# --- responses -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResponseStatus:
+    """The status attributes of one ``…Rs`` element."""
+
+    request_type: str
+    request_id: str | None
+    code: int
+    severity: str
+    message: str
+    iterator_id: str | None = None
+    iterator_remaining: int | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.severity == "Error"
+
+
+def read_statuses(text: str) -> list[ResponseStatus]:
+    """Read every ``…Rs`` status from a response without building the whole tree.
+
+    Responses can be 100 MB, so this streams with iterparse and keeps only
+    the attributes of the third-level elements.
+    """
+    statuses: list[ResponseStatus] = []
+    depth = 0
+    events = etree.iterparse(
+        io.BytesIO(text.encode("utf-8")),
+        events=("start", "end"),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=True,
+        remove_comments=True,
+    )
+    try:
+        for event, element in events:
+            if event == "start":
+                depth += 1
+                if depth == 1:
+                    _refuse_dtd(element.getroottree(), "the response")
+                    if element.tag != "QBXML":
+                        raise QbxmlError(f"the response root is <{element.tag}>, not <QBXML>")
+                elif depth == 3 and isinstance(element.tag, str) and element.tag.endswith("Rs"):
+                    statuses.append(_status_of(element))
+            else:
+                depth -= 1
+                if depth >= 2:
+                    element.clear(keep_tail=False)
+    except etree.XMLSyntaxError as exc:
+        raise QbxmlError(f"the response is not well-formed XML: {_position(exc)}") from None
+    return statuses
+
+
+def _status_of(element: etree._Element) -> ResponseStatus:
+    raw_code = element.get("statusCode", "")
+    try:
+        code = int(raw_code)
+    except ValueError:
+        raise QbxmlError(f"<{element.tag}> has statusCode={raw_code!r}, not a number") from None
+    remaining = element.get("iteratorRemainingCount")
+    return ResponseStatus(
+        request_type=element.tag[:-2],
+        request_id=element.get("requestID"),
+        code=code,
+        severity=element.get("statusSeverity", "Error" if code else "Info"),
+        message=element.get("statusMessage", ""),
+        iterator_id=element.get("iteratorID"),
+        iterator_remaining=int(remaining) if remaining and remaining.isdigit() else None,
+    )
+
+
+# --- first-call facts ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What QuickBooks told us about itself on a session's first sendRequestXML.
+
+    These facts decide which qbXML version we may send and, later, whose
+    permissions applied when something was refused.
+    """
+
+    product_name: str = ""
+    major_version: str = ""
+    minor_version: str = ""
+    country: str = ""
+    supported_qbxml_versions: tuple[str, ...] = field(default_factory=tuple)
+    is_automatic_login: bool | None = None
+    file_mode: str = ""
+    company_name: str = ""
+    #: Our FileID as stored in the company file under the connection's OwnerID.
+    file_id: str = ""
+    automatic_login_user_name: str = ""
+    is_automatic_login_allowed: bool | None = None
+    is_personal_data_access_allowed: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["supported_qbxml_versions"] = list(self.supported_qbxml_versions)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "HostFacts":
+        if not data:
+            return cls()
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["supported_qbxml_versions"] = tuple(known.get("supported_qbxml_versions") or ())
+        return cls(**known)
+
+    @property
+    def highest_qbxml_version(self) -> str | None:
+        versions = [v for v in self.supported_qbxml_versions if _is_version(v)]
+        return max(versions, key=_version_tuple) if versions else None
+
+
+def _is_version(text: str) -> bool:
+    try:
+        _version_tuple(text)
+    except QbxmlError:
+        return False
+    return True
+
+
+def _bool(text: str | None) -> bool | None:
+    if text is None:
+        return None
+    return text.strip().lower() == "true"
+
+
+def read_host_facts(text: str, owner_id: str | None = None) -> HostFacts:
+    """Read the HostQuery/CompanyQuery/PreferencesQuery answers of strHCPResponse."""
+    root = parse_document(text, "strHCPResponse")
+    host = root.find("QBXMLMsgsRs/HostQueryRs/HostRet")
+    company = root.find("QBXMLMsgsRs/CompanyQueryRs/CompanyRet")
+    rights = root.find("QBXMLMsgsRs/PreferencesQueryRs/PreferencesRet/CurrentAppAccessRights")
+
+    def text_of(parent: etree._Element | None, path: str) -> str:
+        return (parent.findtext(path) or "").strip() if parent is not None else ""
+
+    file_id = ""
+    if company is not None:
+        for ext in company.iterfind("DataExtRet"):
+            owner = (ext.findtext("OwnerID") or "").strip()
+            if ext.findtext("DataExtName") == "FileID" and (
+                owner_id is None or owner.lower() == owner_id.lower()
+            ):
+                file_id = (ext.findtext("DataExtValue") or "").strip()
+    return HostFacts(
+        product_name=text_of(host, "ProductName"),
+        major_version=text_of(host, "MajorVersion"),
+        minor_version=text_of(host, "MinorVersion"),
+        country=text_of(host, "Country"),
+        supported_qbxml_versions=tuple(
+            (v.text or "").strip() for v in host.iterfind("SupportedQBXMLVersion")
+        )
+        if host is not None
+        else (),
+        is_automatic_login=_bool(host.findtext("IsAutomaticLogin")) if host is not None else None,
+        file_mode=text_of(host, "QBFileMode"),
+        company_name=text_of(company, "CompanyName"),
+        file_id=file_id,
+        automatic_login_user_name=text_of(rights, "AutomaticLoginUserName"),
+        is_automatic_login_allowed=_bool(rights.findtext("IsAutomaticLoginAllowed")) if rights is not None else None,
+        is_personal_data_access_allowed=_bool(rights.findtext("IsPersonalDataAccessAllowed"))
+        if rights is not None
+        else None,
+    )
+
+
+def choose_version(job_version: str | None, facts: HostFacts, major: int | None, minor: int | None) -> str:
+    """The qbXML version to put on a request: the lowest of what the job asks and the host offers."""
+    offered = facts.highest_qbxml_version
+    if offered is None and major:
+        offered = f"{major}.{minor or 0}"
+    if offered is None:
+        offered = "13.0"
+    if job_version is None:
+        return offered
+    return min(job_version, offered, key=_version_tuple)
+
+
+def version_exceeds(job_version: str | None, offered: str) -> bool:
+    return job_version is not None and _version_tuple(job_version) > _version_tuple(offered)

@@ -1,0 +1,92 @@
+"""Web Connector sessions and their tickets.
+
+A ticket is the only thing that ties the calls of one Web Connector run
+together, so it is unguessable (192 random bits), stored only as a SHA-256
+hash, bound to one connection, and dead after closeConnection, after
+``session_idle_seconds`` without a call, or after ``session_lifetime_seconds``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import queue
+from .config import Settings
+from .models import Connection, SessionState, WebConnectorSession
+
+
+def new_ticket() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def hash_ticket(ticket: str) -> str:
+    return hashlib.sha256(ticket.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def open_session(
+    db: Session, connection: Connection, now: datetime, client_address: str = ""
+) -> tuple[str, WebConnectorSession]:
+    """Start a session and return its ticket (shown once, never stored)."""
+    ticket = new_ticket()
+    session = WebConnectorSession(
+        ticket_hash=hash_ticket(ticket),
+        connection_id=connection.id,
+        connection=connection,
+        state=SessionState.OPEN.value,
+        created_at=now,
+        last_seen_at=now,
+        client_address=client_address[:64],
+    )
+    db.add(session)
+    db.flush()
+    return ticket, session
+
+
+def find(db: Session, ticket: str) -> WebConnectorSession | None:
+    """The session a ticket names, in whatever state it is."""
+    if not ticket:
+        return None
+    return db.scalar(select(WebConnectorSession).where(WebConnectorSession.ticket_hash == hash_ticket(ticket)))
+
+
+def find_live(db: Session, ticket: str, now: datetime, settings: Settings) -> WebConnectorSession | None:
+    """The open session a ticket names, touched; None if unknown, closed or expired."""
+    session = find(db, ticket)
+    if session is None or session.state != SessionState.OPEN.value:
+        return None
+    if is_expired(session, now, settings):
+        end(db, session, now, SessionState.EXPIRED, "the session expired")
+        return None
+    session.last_seen_at = now
+    return session
+
+
+def is_expired(session: WebConnectorSession, now: datetime, settings: Settings) -> bool:
+    return now - session.last_seen_at > timedelta(seconds=settings.session_idle_seconds) or (
+        now - session.created_at > timedelta(seconds=settings.session_lifetime_seconds)
+    )
+
+
+def open_sessions(db: Session, connection_id: int) -> list[WebConnectorSession]:
+    return list(
+        db.scalars(
+            select(WebConnectorSession).where(
+                WebConnectorSession.connection_id == connection_id,
+                WebConnectorSession.state == SessionState.OPEN.value,
+            )
+        )
+    )
+
+
+def end(
+    db: Session, session: WebConnectorSession, now: datetime, state: SessionState, reason: str
+) -> tuple[int, int]:
+    """Close a session and settle the jobs it left unanswered: (requeued, in doubt)."""
+    session.state = state.value
+    session.closed_at = now
+    return queue.release_unanswered(db, session.id, now, reason[:1].upper() + reason[1:])

@@ -1,0 +1,211 @@
+"""The SOAP face of the service: a thin Spyne adapter over ``Conversation``.
+
+Wire names, types and ``minOccurs`` follow Intuit's QBWebConnectorSvc WSDL
+exactly (QBWC-PROTOCOL.md §1): the Web Connector is a compiled .NET client
+that only cares about element names and the namespace. Each operation here
+does nothing but hand its parameters to the conversation core.
+"""
+
+from __future__ import annotations
+
+from . import _spyne_compat  # noqa: F401  (must run before spyne is imported)
+
+import logging
+from typing import Any
+
+from lxml import etree
+from spyne import Application, Fault, Integer32, ServiceBase, Unicode, rpc
+from spyne.model.complex import Array
+from spyne.protocol.soap import Soap11
+
+from .conversation import Conversation
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "http://developer.intuit.com/"
+SERVICE_NAME = "QBWebConnectorSvc"
+PORT_NAME = "QBWebConnectorSvcSoap"
+
+#: xs:string, minOccurs 0 — the type of almost every QBWC parameter. Nillable
+#: so that an empty element (``<strHCPResponse />``) reads as None, not as a
+#: validation error; build_wsdl drops the attribute to match Intuit's WSDL.
+String = Unicode(min_occurs=0, nillable=True)
+#: xs:int, minOccurs 1 — qbXMLMajorVers/qbXMLMinorVers and receiveResponseXML's result.
+Int = Integer32(min_occurs=1, nillable=False)
+ArrayOfString = Array(Unicode(min_occurs=0, nillable=True), type_name="ArrayOfString")
+
+
+def _conversation(ctx: Any) -> Conversation:
+    return ctx.app.conversation  # type: ignore[no-any-return]
+
+
+def _client_address(ctx: Any) -> str:
+    environ = getattr(ctx.transport, "req_env", None) or {}
+    return environ.get("qwc.client_address") or environ.get("REMOTE_ADDR", "")
+
+
+def _s(value: str | None) -> str:
+    """Empty elements and missing ones mean the same thing to QBWC."""
+    return value or ""
+
+
+class QBWebConnectorSvc(ServiceBase):
+    """The eleven operations of Intuit's QBWebConnectorSvc."""
+
+    @rpc(_returns=String)
+    def serverVersion(ctx):  # noqa: N802,N805
+        return _conversation(ctx).server_version()
+
+    @rpc(String.customize(sub_name="strVersion"), _returns=String)
+    def clientVersion(ctx, strVersion):  # noqa: N802,N805,N803
+        return _conversation(ctx).client_version(_s(strVersion))
+
+    @rpc(String, String, _returns=ArrayOfString)
+    def authenticate(ctx, strUserName, strPassword):  # noqa: N802,N805,N803
+        result = _conversation(ctx).authenticate(_s(strUserName), _s(strPassword), _client_address(ctx))
+        return result.as_array()
+
+    @rpc(String, String, String, String, Int, Int, _returns=String)
+    def sendRequestXML(  # noqa: N802,N805
+        ctx, ticket, strHCPResponse, strCompanyFileName, qbXMLCountry, qbXMLMajorVers, qbXMLMinorVers  # noqa: N803
+    ):
+        return _conversation(ctx).send_request_xml(
+            _s(ticket), _s(strHCPResponse), _s(strCompanyFileName), _s(qbXMLCountry), qbXMLMajorVers, qbXMLMinorVers
+        )
+
+    @rpc(String, String, String, String, _returns=Int)
+    def receiveResponseXML(ctx, ticket, response, hresult, message):  # noqa: N802,N805
+        return _conversation(ctx).receive_response_xml(_s(ticket), _s(response), _s(hresult), _s(message))
+
+    @rpc(String, String, String, _returns=String)
+    def connectionError(ctx, ticket, hresult, message):  # noqa: N802,N805
+        return _conversation(ctx).connection_error(_s(ticket), _s(hresult), _s(message))
+
+    @rpc(String, _returns=String)
+    def getLastError(ctx, ticket):  # noqa: N802,N805
+        return _conversation(ctx).get_last_error(_s(ticket))
+
+    @rpc(String, _returns=String)
+    def closeConnection(ctx, ticket):  # noqa: N802,N805
+        return _conversation(ctx).close_connection(_s(ticket))
+
+    @rpc(String, String, _returns=String)
+    def getInteractiveURL(ctx, wcTicket, sessionID):  # noqa: N802,N805,N803
+        return _conversation(ctx).get_interactive_url(_s(wcTicket), _s(sessionID))
+
+    @rpc(String, _returns=String)
+    def interactiveDone(ctx, wcTicket):  # noqa: N802,N805,N803
+        return _conversation(ctx).interactive_done(_s(wcTicket))
+
+    @rpc(String, String, _returns=String)
+    def interactiveRejected(ctx, wcTicket, reason):  # noqa: N802,N805
+        return _conversation(ctx).interactive_rejected(_s(wcTicket), _s(reason))
+
+
+class HardenedSoap11(Soap11):
+    """Soap11 with our own parser: DTDs refused, huge text allowed, bodies never logged.
+
+    Spyne's stock parse logs the whole request body on a syntax error and lets
+    a DTD through; a QuickBooks answer can be 100 MB, so ``huge_tree`` is on.
+    """
+
+    def create_in_document(self, ctx: Any, charset: str | None = None) -> None:
+        body = b"".join(ctx.in_string)
+        parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=True,
+            remove_comments=True,
+            remove_pis=True,
+            strip_cdata=True,
+        )
+        try:
+            root = etree.fromstring(body, parser) if body else None
+        except etree.XMLSyntaxError as exc:
+            line, column = exc.position if exc.position else (0, 0)
+            raise Fault("Client.XMLSyntaxError", f"The request is not well-formed XML (line {line}, column {column}).")
+        if root is None:
+            raise Fault("Client.EmptyRequest", "The request body is empty.")
+        docinfo = root.getroottree().docinfo
+        if docinfo.internalDTD is not None or docinfo.doctype:
+            raise Fault("Client.DTDForbidden", "DTDs and entity declarations are not allowed.")
+        ctx.in_document = (root, {})  # spyne expects (root, xml ids)
+        ctx.in_string = [body]
+
+
+class _Application(Application):  # type: ignore[misc]
+    """Spyne's Application, with our own handling of unexpected errors.
+
+    Spyne would log them through its own loggers (which we silence, because
+    they also log request documents); we log the traceback here and give the
+    client a fault that reveals nothing.
+    """
+
+    def call_wrapper(self, ctx: Any) -> Any:
+        try:
+            return super().call_wrapper(ctx)
+        except Fault:
+            raise
+        except Exception:
+            log.exception("error answering %s", getattr(ctx, "method_request_string", "?"))
+            raise Fault("Server", "Internal error; the server log has the details.") from None
+
+
+def make_application(conversation: Conversation) -> Application:
+    application = _Application(
+        [QBWebConnectorSvc],
+        tns=NAMESPACE,
+        name=SERVICE_NAME,
+        in_protocol=HardenedSoap11(validator="soft"),
+        out_protocol=Soap11(),
+    )
+    application.conversation = conversation  # type: ignore[attr-defined]
+    return application
+
+
+
+def build_wsdl(application: Application, url: str) -> bytes:
+    """Spyne's WSDL, renamed to match Intuit's (port type, binding, soapActions).
+
+    QBWC never reads it, but SOAP tooling (zeep, SoapUI) and people comparing
+    us with Intuit's sample service do.
+    """
+    from spyne.interface.wsdl import Wsdl11
+
+    wsdl = Wsdl11(application.interface)
+    wsdl.build_interface_document(url)
+    root = etree.fromstring(wsdl.get_interface_document())
+    ns = {
+        "wsdl": "http://schemas.xmlsoap.org/wsdl/",
+        "soap": "http://schemas.xmlsoap.org/wsdl/soap/",
+    }
+    for port_type in root.iterfind("wsdl:portType", ns):
+        port_type.set("name", PORT_NAME)
+    for binding in root.iterfind("wsdl:binding", ns):
+        binding.set("name", PORT_NAME)
+        binding.set("type", f"tns:{PORT_NAME}")
+        for soap_binding in binding.iterfind("soap:binding", ns):
+            soap_binding.set("transport", "http://schemas.xmlsoap.org/soap/http")
+        for operation in binding.iterfind("wsdl:operation", ns):
+            for soap_operation in operation.iterfind("soap:operation", ns):
+                soap_operation.set("soapAction", NAMESPACE + operation.get("name", ""))
+    xs = "{http://www.w3.org/2001/XMLSchema}"
+    for element in root.iter(f"{xs}element"):
+        if element.get("name") != "string":  # Intuit's ArrayOfString alone is nillable
+            element.attrib.pop("nillable", None)
+    for port in root.iterfind("wsdl:service/wsdl:port", ns):
+        port.set("name", PORT_NAME)
+        port.set("binding", f"tns:{PORT_NAME}")
+    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+
+
+def fault_envelope(code: str, message: str) -> bytes:
+    """A SOAP 1.1 fault for errors caught before Spyne runs (size, method, crashes)."""
+    env = "http://schemas.xmlsoap.org/soap/envelope/"
+    envelope = etree.Element(f"{{{env}}}Envelope", nsmap={"soap": env})
+    body = etree.SubElement(envelope, f"{{{env}}}Body")
+    fault = etree.SubElement(body, f"{{{env}}}Fault")
+    etree.SubElement(fault, "faultcode").text = f"soap:{code}"
+    etree.SubElement(fault, "faultstring").text = message
+    return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")

@@ -1,0 +1,135 @@
+"""The WSGI application: routes, limits and the guarantee of no tracebacks.
+
+Spyne answers the SOAP calls; this layer decides what reaches it. It refuses
+oversized bodies before reading them, serves the WSDL renamed to Intuit's
+names, answers the plain GET that QBWC sends to check the certificate, and
+turns anything unexpected into a SOAP fault (for /qbwc) or a short text
+error, logging the traceback on the server only. Request bodies are never
+logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Iterable
+
+from spyne.server.wsgi import WsgiApplication
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from .config import Settings
+from .conversation import Conversation
+from .soap import build_wsdl, fault_envelope, make_application
+
+log = logging.getLogger(__name__)
+
+StartResponse = Callable[..., Any]
+SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"
+
+# Spyne logs whole request documents at DEBUG and offending values in
+# validation errors; never let that reach a handler. Our own code logs what
+# matters (qwc_service.soap logs unexpected errors with their traceback).
+logging.getLogger("spyne").setLevel(logging.CRITICAL + 1)
+
+ABOUT_TEXT = (
+    "qwc-service: QuickBooks Web Connector endpoint.\n"
+    "Point the Web Connector at this URL with a .qwc file; SOAP tooling can read ?wsdl.\n"
+)
+SUPPORT_TEXT = (
+    "qwc-service connects QuickBooks Desktop to other applications through the "
+    "QuickBooks Web Connector.\nAsk the person who gave you the .qwc file for help with this "
+    "connection; they can see its jobs and errors with 'qwc-service jobs'.\n"
+)
+
+
+class QwcApplication:
+    """The whole HTTP surface of the service as one WSGI callable."""
+
+    def __init__(self, conversation: Conversation, settings: Settings | None = None) -> None:
+        self.settings = settings or conversation.settings
+        self.conversation = conversation
+        self.soap = WsgiApplication(
+            make_application(conversation),
+            max_content_length=self.settings.max_body_bytes,
+            block_length=1024 * 1024,
+        )
+        self._wsdl: dict[str, bytes] = {}
+        self._wsdl_lock = threading.Lock()
+        self.url_map = Map(
+            [
+                Rule("/qbwc", endpoint="qbwc", strict_slashes=False),
+                Rule("/support", endpoint="support"),
+                Rule("/healthz", endpoint="healthz"),
+                Rule("/", endpoint="about"),
+            ]
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            return self._dispatch(environ, start_response)
+        except Exception:  # the last line of defence: never a traceback to a client
+            log.exception("unexpected error answering %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            return self._soap_fault("Server", "Internal error; the server log has the details.", 500)(
+                environ, start_response
+            )
+
+    def _dispatch(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        adapter = self.url_map.bind_to_environ(environ)
+        try:
+            endpoint, _ = adapter.match()
+        except NotFound:
+            return Response("Not found.\n", status=404, mimetype="text/plain")(environ, start_response)
+        except HTTPException as exc:  # e.g. a redirect for a trailing slash
+            return exc(environ, start_response)
+        if endpoint == "qbwc":
+            return self._qbwc(environ, start_response)
+        text = {"support": SUPPORT_TEXT, "about": ABOUT_TEXT, "healthz": "ok\n"}[endpoint]
+        return Response(text, mimetype="text/plain")(environ, start_response)
+
+    def _qbwc(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET").upper()
+        if method in ("GET", "HEAD"):
+            request = Request(environ)
+            if "wsdl" in {k.lower() for k in request.args}:
+                url = request.base_url
+                return Response(self._wsdl_for(url), content_type=SOAP_CONTENT_TYPE)(environ, start_response)
+            # QBWC GETs the AppURL to check the certificate: it must answer 200.
+            return Response(ABOUT_TEXT, mimetype="text/plain")(environ, start_response)
+        if method != "POST":
+            return self._soap_fault("Client", f"{method} is not supported; SOAP calls use POST.", 405)(
+                environ, start_response
+            )
+        length = environ.get("CONTENT_LENGTH") or ""
+        if length.strip():
+            try:
+                declared = int(length)
+            except ValueError:
+                return self._soap_fault("Client", "Content-Length is not a number.", 400)(environ, start_response)
+            if declared > self.settings.max_body_bytes:
+                return self._soap_fault(
+                    "Client",
+                    f"The request body ({declared} bytes) is larger than this server accepts "
+                    f"({self.settings.max_body_bytes} bytes; see QWC_MAX_BODY_BYTES).",
+                    413,
+                )(environ, start_response)
+            if declared == 0:
+                return self._soap_fault("Client", "The request body is empty.", 400)(environ, start_response)
+        if not environ.get("CONTENT_TYPE"):
+            # Spyne refuses a missing content type with a bare 405; QBWC always sends one.
+            environ["CONTENT_TYPE"] = SOAP_CONTENT_TYPE
+        environ["qwc.client_address"] = environ.get("REMOTE_ADDR", "")
+        return self.soap(environ, start_response)
+
+    def _wsdl_for(self, url: str) -> bytes:
+        with self._wsdl_lock:
+            if url not in self._wsdl:
+                if len(self._wsdl) > 16:  # bounded: the Host header is client-controlled
+                    self._wsdl.clear()
+                self._wsdl[url] = build_wsdl(self.soap.app, url)
+            return self._wsdl[url]
+
+    @staticmethod
+    def _soap_fault(code: str, message: str, status: int) -> Response:
+        return Response(fault_envelope(code, message), status=status, content_type=SOAP_CONTENT_TYPE)
