@@ -40,6 +40,14 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def describe(url: str) -> str:
+    """The URL with any password masked, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable URL)"
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine tuned for the service's short, write-heavy transactions."""
     try:

@@ -1,0 +1,189 @@
+"""Shared fixtures: a migrated database, a conversation with a fake clock, a live server.
+
+Every test runs against SQLite by default; with ``QWC_TEST_DATABASE_URL`` set
+(``.ci/run`` points it at the local PostgreSQL) the same tests run there.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from qwc_service import connections, database, queue, server
+from qwc_service.config import Settings
+from qwc_service.conversation import Conversation
+from qwc_service.models import Connection, Job
+from qwc_service.passwords import Passwords
+
+SAMPLES = Path(__file__).parent / "samples"
+PG_URL = os.environ.get("QWC_TEST_DATABASE_URL", "")
+TABLES = ("jobs", "qbwc_sessions", "connections")
+
+
+def sample(name: str) -> str:
+    return (SAMPLES / name).read_text(encoding="utf-8")
+
+
+@dataclass
+class FakeClock:
+    """A clock the test moves by hand, so expiry needs no sleeping."""
+
+    now: datetime = field(default_factory=lambda: datetime(2026, 11, 28, 9, 0, tzinfo=timezone.utc))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture(scope="session")
+def fast_passwords() -> Passwords:
+    # Real argon2id, with costs low enough for hundreds of logins per test run.
+    return Passwords(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = database.make_engine(f"sqlite:///{path}")
+    database.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def _pg_engine() -> Iterator[Engine | None]:
+    if not PG_URL:
+        yield None
+        return
+    engine = database.make_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    database.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path, _sqlite_template: Path, _pg_engine: Engine | None) -> str:
+    """A migrated, empty database for this test."""
+    if _pg_engine is not None:
+        with _pg_engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        return PG_URL
+    path = tmp_path / "qwc.db"
+    shutil.copy(_sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, argon2_time_cost=1, argon2_memory_cost=8, argon2_parallelism=1)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = database.make_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> sessionmaker[Session]:
+    return database.make_sessionmaker(engine)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def conversation(db: sessionmaker[Session], settings: Settings, fast_passwords: Passwords, clock: FakeClock) -> Conversation:
+    return Conversation(db, settings, fast_passwords, clock)
+
+
+@pytest.fixture
+def add_connection(db: sessionmaker[Session], fast_passwords: Passwords, clock: FakeClock) -> Callable[..., Connection]:
+    def add(name: str = "acme", username: str = "acme-sync", password: str = "correct horse", **kw: str) -> Connection:
+        with db.begin() as s:
+            return connections.add_connection(
+                s, name=name, username=username, password=password, passwords=fast_passwords, now=clock(), **kw
+            )
+
+    return add
+
+
+@pytest.fixture
+def enqueue(db: sessionmaker[Session], clock: FakeClock) -> Callable[..., Job]:
+    def add(connection: Connection, request: str, priority: int = 0) -> Job:
+        with db.begin() as s:
+            conn = s.get(Connection, connection.id)
+            assert conn is not None
+            return queue.enqueue(s, conn, request, now=clock(), priority=priority)
+
+    return add
+
+
+@pytest.fixture
+def get_job(db: sessionmaker[Session]) -> Callable[[int], Job]:
+    def get(job_id: int) -> Job:
+        with db.begin() as s:
+            return queue.get_job(s, job_id)
+
+    return get
+
+
+@dataclass
+class LiveServer:
+    url: str
+    service: server.Service
+
+
+@pytest.fixture
+def live_server(settings: Settings, fast_passwords: Passwords) -> Iterator[LiveServer]:
+    """The real WSGI app under waitress on 127.0.0.1, stopped after the test."""
+    yield from _serve(settings, fast_passwords)
+
+
+def _serve(settings: Settings, passwords: Passwords) -> Iterator[LiveServer]:
+    service = server.build(settings, migrate=False, passwords=passwords)
+    # A short loop timeout lets the server notice close() quickly.
+    httpd = server.make_server(service, "127.0.0.1", 0, threads=4, asyncore_loop_timeout=0.05)
+    thread = threading.Thread(target=httpd.run, daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(f"http://127.0.0.1:{httpd.effective_port}/qbwc", service)
+    finally:
+        httpd.close()
+        for channel in list(httpd._map.values()):  # keep-alive clients would hold the loop open
+            channel.close()
+        thread.join(timeout=5)
+        service.engine.dispose()
+
+
+@pytest.fixture
+def make_live_server(fast_passwords: Passwords) -> Iterator[Callable[[Settings], LiveServer]]:
+    """Start a server with custom settings (e.g. a small body cap)."""
+    stack: list[Iterator[LiveServer]] = []
+
+    def start(custom: Settings) -> LiveServer:
+        gen = _serve(custom, fast_passwords)
+        stack.append(gen)
+        return next(gen)
+
+    yield start
+    for gen in stack:
+        for _ in gen:
+            pass

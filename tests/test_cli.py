@@ -1,0 +1,116 @@
+"""The qwc-service command line, as an operator or a script uses it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from qwc_service.cli import main
+
+
+@pytest.fixture
+def cli(settings, monkeypatch):
+    monkeypatch.setenv("QWC_DATABASE_URL", settings.database_url)
+    for name in ("ARGON2_TIME_COST", "ARGON2_MEMORY_COST", "ARGON2_PARALLELISM"):
+        monkeypatch.setenv(f"QWC_{name}", {"ARGON2_MEMORY_COST": "8"}.get(name, "1"))
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None, ok: bool = True):
+        result = runner.invoke(main, list(args), input=input, catch_exceptions=False)
+        if ok:
+            assert result.exit_code == 0, result.output
+        return result
+
+    return run
+
+
+def test_connection_add_list_and_enqueue(cli, tmp_path) -> None:
+    out = cli("connection", "add", "acme", "--user", "acme-sync", "--password-stdin", input="s3cret\n").output
+    assert "acme-sync" in out and "s3cret" not in out
+    rows = json.loads(cli("connection", "list", "--json").output)
+    assert rows[0]["name"] == "acme" and rows[0]["owner_id"].startswith("{") and rows[0]["company_file"] == ""
+    assert "password" not in json.dumps(rows).lower()
+
+    request = tmp_path / "q.xml"
+    request.write_text("<CustomerQueryRq><MaxReturned>5</MaxReturned></CustomerQueryRq>", encoding="utf-8")
+    first = int(cli("enqueue", "acme", str(request)).output)
+    second = int(cli("enqueue", "acme", "-", "--priority", "3", input="<CustomerAddRq><CustomerAdd/></CustomerAddRq>").output)
+    assert second == first + 1
+
+    listed = json.loads(cli("jobs", "--json").output)
+    assert [(j["id"], j["state"], j["request_types"], j["is_write"]) for j in listed] == [
+        (second, "queued", "CustomerAdd", True), (first, "queued", "CustomerQuery", False)]
+    assert "request" not in listed[0]  # lists stay small; payloads are per job
+    shown = json.loads(cli("job", str(first), "--json").output)
+    assert "<MaxReturned>5</MaxReturned>" in shown["request"] and shown["response"] is None
+    assert "state: queued" in cli("job", str(first)).output
+    assert json.loads(cli("jobs", "--state", "done", "--json").output) == []
+    assert len(json.loads(cli("jobs", "--connection", "acme", "--state", "queued", "--json").output)) == 2
+
+
+@pytest.mark.parametrize("args,input,message", [
+    (("enqueue", "nobody", "-"), "<CustomerQueryRq/>", "no connection named 'nobody'"),
+    (("enqueue", "acme", "-"), "<CustomerQueryRq>", "not well-formed XML"),
+    (("enqueue", "acme", "-"), "", "the request is empty"),
+    (("job", "999"), None, "no job with id 999"),
+    (("jobs", "--connection", "nobody"), None, "no connection named 'nobody'"),
+    (("connection", "add", "acme", "--user", "other", "--password-stdin"), "pw\n", "already exists"),
+    (("connection", "add", "second", "--user", "acme-sync", "--password-stdin"), "pw\n", "another connection"),
+    (("connection", "add", "third", "--user", "u3", "--password-stdin"), "\n", "no password"),
+])
+def test_bad_input_is_one_clear_line(cli, args, input, message) -> None:
+    cli("connection", "add", "acme", "--user", "acme-sync", "--password-stdin", input="pw\n")
+    result = cli(*args, input=input, ok=False)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_password_is_prompted_not_an_argument(cli) -> None:
+    result = cli("connection", "add", "acme", "--user", "u", "--password", "x", ok=False)
+    assert result.exit_code != 0 and "No such option" in result.output
+
+
+def test_bad_setting_is_named(cli, monkeypatch) -> None:
+    monkeypatch.setenv("QWC_PORT", "eighty")
+    result = cli("jobs", ok=False)
+    assert "QWC_PORT" in result.output and result.exit_code == 1
+
+
+def test_db_upgrade_reports_the_revision(cli) -> None:
+    assert "revision 0001" in cli("db", "upgrade").output
+
+
+def test_serve_answers_on_the_port(settings, tmp_path) -> None:
+    """Start the real console script, make one call, stop it."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, QWC_DATABASE_URL=settings.database_url)
+    proc = subprocess.Popen([sys.executable, "-m", "qwc_service", "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                reply = requests.get(f"http://127.0.0.1:{port}/qbwc", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        assert reply.status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert f"127.0.0.1:{port}/qbwc" in proc.stdout.read().decode()
