@@ -8,8 +8,6 @@ does nothing but hand its parameters to the conversation core.
 
 from __future__ import annotations
 
-from . import _spyne_compat  # noqa: F401  (must run before spyne is imported)
-
 import logging
 from typing import Any
 

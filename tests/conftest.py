@@ -166,10 +166,11 @@ def _serve(settings: Settings, passwords: Passwords) -> Iterator[LiveServer]:
     try:
         yield LiveServer(f"http://127.0.0.1:{httpd.effective_port}/qbwc", service)
     finally:
-        httpd.close()
-        for channel in list(httpd._map.values()):  # keep-alive clients would hold the loop open
-            channel.close()
+        # Close every channel from inside the server's loop (keep-alive clients
+        # would otherwise hold it open; closing them from here races select()).
+        httpd.trigger.pull_trigger(lambda: [channel.close() for channel in list(httpd._map.values())])
         thread.join(timeout=5)
+        httpd.task_dispatcher.shutdown()
         service.engine.dispose()
 
 
