@@ -17,7 +17,7 @@ from typing import Any, Callable, NoReturn, TypeVar
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import __version__, connections, database, queue
+from . import __version__, authentication, connections, database, queue
 from .config import ConfigError, Settings
 from .database import DatabaseError
 from .exceptions import QwcError
@@ -176,6 +176,94 @@ def _read_password(from_stdin: bool) -> str:
     return str(password)
 
 
+@connection.command("set-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@pass_context
+def connection_set_password(ctx: _Context, name: str, password_stdin: bool) -> None:
+    """Change the sync user's password (then type the same one into the Web Connector)."""
+    password = _read_password(password_stdin)
+    with ctx.transaction() as db:
+        conn = connections.get_connection(db, name)
+        connections.set_password(db, conn, password, Passwords.from_settings(ctx.settings), _now())
+    click.echo(f"password changed for {conn.name!r}")
+
+
+@connection.command("set")
+@click.argument("name")
+@click.option("--enable/--disable", "enabled", default=None, help="A disabled connection answers nvu.")
+@click.option("--always-open/--no-always-open", default=None,
+              help="Open a session on every poll even with nothing queued (checks QuickBooks opens).")
+@click.option("--min-run-every-seconds", type=click.IntRange(min=0), default=None,
+              help="Shortest Auto-Run interval the Web Connector may use; 0 removes the limit.")
+@click.option("--company-file", default=None, help='Company file path; "" = the open company.')
+@pass_context
+def connection_set(ctx: _Context, name: str, enabled: bool | None, always_open: bool | None,
+                   min_run_every_seconds: int | None, company_file: str | None) -> None:
+    """Change a connection's settings."""
+    with ctx.transaction() as db:
+        conn = connections.get_connection(db, name)
+        if enabled is not None:
+            conn.enabled = enabled
+        if always_open is not None:
+            conn.always_open = always_open
+        if min_run_every_seconds is not None:
+            conn.min_run_every_seconds = min_run_every_seconds or None
+        if company_file is not None:
+            conn.company_file = company_file.strip()
+        conn.updated_at = _now()
+        row = _connection_dict(conn)
+    click.echo(json.dumps(row, indent=2))
+
+
+@connection.command("unlock")
+@click.argument("name")
+@pass_context
+def connection_unlock(ctx: _Context, name: str) -> None:
+    """Lift brute-force lockouts of a connection and of the addresses that failed against it."""
+    with ctx.transaction() as db:
+        conn = connections.get_connection(db, name)
+        lifted = authentication.unlock(db, conn, _now(), ctx.settings.lockout_max_seconds)
+    click.echo(f"lifted {lifted} lockout record{'s' if lifted != 1 else ''} for {name!r}")
+
+
+@connection.command("show")
+@click.argument("name")
+@click.option("--events", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="How many recent authentication results to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_context
+def connection_show(ctx: _Context, name: str, events: int, as_json: bool) -> None:
+    """A connection's settings, active lockouts and recent authentication results."""
+    now = _now()
+    with ctx.transaction() as db:
+        conn = connections.get_connection(db, name)
+        row = _connection_dict(conn)
+        row["lockouts"] = [
+            {"scope": c.scope, "client_address": c.client_address, "locked_until": c.locked_until.isoformat(),
+             "level": c.level}
+            for c in authentication.lockouts(db, conn, now) if c.locked_until is not None
+        ]
+        row["auth_events"] = [
+            {"at": e.at.isoformat(), "result": e.result, "client_address": e.client_address, "detail": e.detail}
+            for e in authentication.recent_events(db, conn, events)
+        ]
+        row["queued_jobs"] = queue.queued_count(db, conn.id)
+    if as_json:
+        click.echo(json.dumps(row, indent=2))
+        return
+    for key in ("name", "username", "company_file", "enabled", "always_open", "min_run_every_seconds",
+                "owner_id", "file_id", "queued_jobs"):
+        click.echo(f"{key}: {row[key]}")
+    click.echo(f"lockouts: {len(row['lockouts']) or 'none'}")
+    for lock in row["lockouts"]:
+        click.echo(f"  {lock['client_address'] or '(all addresses)'} until {lock['locked_until']}")
+    click.echo("recent authentication results:")
+    for event in row["auth_events"]:
+        detail = f" ({event['detail']})" if event["detail"] else ""
+        click.echo(f"  {event['at']}  {event['result']:<6}  {event['client_address'] or '-'}{detail}")
+
+
 @connection.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_context
@@ -203,6 +291,8 @@ def _connection_dict(conn: Connection) -> dict[str, Any]:
         "owner_id": conn.owner_id,
         "file_id": conn.file_id,
         "enabled": conn.enabled,
+        "always_open": conn.always_open,
+        "min_run_every_seconds": conn.min_run_every_seconds,
         "created_at": conn.created_at.isoformat(),
     }
 

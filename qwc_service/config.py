@@ -39,6 +39,37 @@ class Settings:
     session_idle_seconds: int = 30 * 60
     #: No session lives longer than this, however busy.
     session_lifetime_seconds: int = 8 * 60 * 60
+    #: A second Web Connector run for a connection with an open session gets
+    #: "busy" unless the open one has been silent this long, in which case it
+    #: is taken over. QBWC calls every few seconds while it works, but one big
+    #: query can keep QuickBooks silent for minutes; ten minutes spares those
+    #: while a crashed-and-restarted Web Connector waits at most one or two of
+    #: its scheduled runs.
+    session_takeover_seconds: int = 10 * 60
+    #: Brute-force protection: this many failed logins within the window from
+    #: one address (or from one address against one connection) lock that
+    #: address out; the lockout doubles each time, up to lockout_max_seconds.
+    lockout_failures: int = 10
+    lockout_window_seconds: int = 15 * 60
+    lockout_max_seconds: int = 24 * 60 * 60
+    #: Failures against one connection from all addresses together that lock
+    #: the connection for every address that has never logged in successfully.
+    lockout_connection_failures: int = 50
+    #: An address that logged in successfully this recently is never caught by
+    #: a connection-wide lockout: an attacker elsewhere cannot lock out the
+    #: real Web Connector.
+    known_address_days: int = 30
+    #: How long a verified password is remembered (as an HMAC, in memory) so
+    #: that the every-minute poll does not pay for argon2 each time; 0 = never.
+    credential_cache_seconds: int = 10 * 60
+    #: Comma-separated addresses or networks of reverse proxies whose
+    #: X-Forwarded-For header is believed; empty = believe no one.
+    trusted_proxies: str = ""
+    #: clientVersion policy: Web Connectors older than this are asked to
+    #: upgrade ("O:<version>"); empty = accept every version.
+    min_client_version: str = ""
+    #: clientVersion policy: a warning every Web Connector shows ("W:<text>").
+    client_version_warning: str = ""
     #: argon2id cost; raise on fast hardware, lower only in tests.
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536

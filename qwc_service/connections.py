@@ -72,3 +72,11 @@ def get_connection(db: Session, name: str) -> Connection:
 
 def list_connections(db: Session) -> list[Connection]:
     return list(db.scalars(select(Connection).order_by(Connection.name)))
+
+
+def set_password(db: Session, connection: Connection, password: str, passwords: Passwords, now: datetime) -> None:
+    """Replace the sync user's password; the old one stops working at once."""
+    if not password:
+        raise InvalidInput("the password is empty")
+    connection.password_hash = passwords.hash(password)
+    connection.updated_at = now

@@ -10,6 +10,7 @@ calls, so tests can hold a whole conversation with no HTTP at all.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
@@ -18,8 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import qbxml, queue, sessions
+from .authentication import Gatekeeper
 from .config import Settings
-from .models import Connection, Job, SessionState, WebConnectorSession
+from .models import AuthResultKind, Connection, Job, SessionState, WebConnectorSession
 from .passwords import Passwords
 from .qbxml import HostFacts
 
@@ -54,12 +56,15 @@ class AuthResult:
     NVU = "nvu"
     #: Valid user, nothing to do: QBWC does not even open QuickBooks.
     NONE = "none"
+    #: Another run of this connection is in progress: try again after the postpone.
+    BUSY = "busy"
 
     def as_array(self) -> list[str]:
         """Every element emitted, empty ones too (a dropped empty element breaks QBWC)."""
         array = [self.ticket, self.status]
         if self.postpone_seconds is not None or self.min_run_every_seconds is not None:
-            array.append("" if self.postpone_seconds is None else str(self.postpone_seconds))
+            # A number QBWC can parse even when only the fourth element matters.
+            array.append(str(self.postpone_seconds or 0))
         if self.min_run_every_seconds is not None:
             array.append(str(self.min_run_every_seconds))
         return array
@@ -84,6 +89,7 @@ class Conversation:
         self.db = db
         self.settings = settings or Settings()
         self.passwords = passwords or Passwords.from_settings(self.settings)
+        self.gate = Gatekeeper(self.settings, self.passwords)
         self.clock = clock
 
     # -- before a session ---------------------------------------------------
@@ -92,38 +98,71 @@ class Conversation:
         return self.settings.server_version
 
     def client_version(self, version: str) -> str:
-        """``""`` lets every Web Connector version proceed."""
+        """Apply the clientVersion policy: ``""`` proceed, ``"O:v"`` upgrade, ``"W:text"`` warn."""
+        minimum = self.settings.min_client_version
+        if minimum and _version_key(version) < _version_key(minimum):
+            return f"O:{minimum}"
+        if self.settings.client_version_warning:
+            return f"W:{self.settings.client_version_warning}"
         return ""
 
     def authenticate(self, username: str, password: str, client_address: str = "") -> AuthResult:
         """Let in only the connection's dedicated sync user, and say whether there is work.
 
-        Unknown users, disabled connections and wrong passwords get the same
-        ``nvu`` after the same amount of work (a dummy hash is verified when
-        the user is unknown), so the answer reveals nothing about which user
-        names exist.
+        Three short steps (see ``authentication``): look the user up and check
+        for lockouts, verify the password outside any transaction, then record
+        the result and open the session. Every refusal is the same ``nvu``.
         """
-        username = username or ""
+        username, password = username or "", password or ""
+        with self.db.begin() as db:
+            candidate = self.gate.look_up(db, username, client_address, self.clock())
+        if candidate.locked:
+            with self.db.begin() as db:
+                self.gate.record(db, candidate, AuthResultKind.LOCKED, self.clock(), "locked out")
+            return NVU_RESULT
+        check = self.gate.check_password(candidate, password)
         now = self.clock()
         with self.db.begin() as db:
-            connection = db.scalar(select(Connection).where(Connection.username == username))
-            stored_hash = connection.password_hash if connection is not None else None
-            valid = self.passwords.verify(stored_hash, password or "")
-            if not valid or connection is None or not connection.enabled:
-                log.info("authenticate: nvu from %s", client_address or "unknown address")
+            if not check.valid:
+                self.gate.fail(db, candidate, now, check.detail)
                 return NVU_RESULT
-            if self.passwords.needs_rehash(connection.password_hash):
-                connection.password_hash = self.passwords.hash(password)
-            for stale in sessions.open_sessions(db, connection.id):
-                sessions.end(db, stale, now, SessionState.CLOSED, "a new session replaced this one")
-            if not queue.has_queued(db, connection.id):
-                log.info("authenticate: connection=%s none", connection.name)
-                # No session row: closeConnection for this ticket finds nothing,
-                # which is the right answer for a run with nothing to do.
-                return AuthResult(ticket=sessions.new_ticket(), status=AuthResult.NONE)
-            ticket, session = sessions.open_session(db, connection, now, client_address)
-            log.info("authenticate: connection=%s session=%s work queued", connection.name, session.id)
-            return AuthResult(ticket=ticket, status=connection.company_file)
+            connection = db.get(Connection, candidate.connection_id, with_for_update=True)
+            if connection is None or not connection.enabled or connection.password_hash != candidate.stored_hash:
+                # Changed between the steps: refuse now, the next poll sees the new state.
+                self.gate.fail(db, candidate, now, "connection changed during login")
+                return NVU_RESULT
+            self.gate.succeed(db, candidate, check)
+            result = self._start_session(db, connection, client_address, now)
+            kind = {AuthResult.NONE: AuthResultKind.NONE, AuthResult.BUSY: AuthResultKind.BUSY}.get(
+                result.status, AuthResultKind.OK
+            )
+            self.gate.record(db, candidate, kind, now)
+            log.info("authenticate: connection=%s %s", connection.name, kind.value)
+            return result
+
+    def _start_session(
+        self, db: Session, connection: Connection, client_address: str, now: datetime
+    ) -> AuthResult:
+        """Busy, none, or a new session; the connection row is locked, so this is atomic."""
+        for other in sessions.open_sessions(db, connection.id):
+            silence = (now - other.last_seen_at).total_seconds()
+            if sessions.is_expired(other, now, self.settings):
+                sessions.end(db, other, now, SessionState.EXPIRED, "the session expired")
+            elif silence >= self.settings.session_takeover_seconds:
+                sessions.end(
+                    db, other, now, SessionState.EXPIRED,
+                    f"a new Web Connector run took over after {int(silence)} seconds of silence",
+                )
+            else:
+                wait = max(5, math.ceil(self.settings.session_takeover_seconds - silence))
+                return AuthResult(sessions.new_ticket(), AuthResult.BUSY, postpone_seconds=wait)
+        run_every = connection.min_run_every_seconds
+        if not connection.always_open and not queue.has_queued(db, connection.id):
+            # No session row: closeConnection for this ticket finds nothing,
+            # which is the right answer for a run with nothing to do.
+            return AuthResult(sessions.new_ticket(), AuthResult.NONE, min_run_every_seconds=run_every)
+        ticket, _ = sessions.open_session(db, connection, now, client_address)
+        return AuthResult(ticket, connection.company_file, min_run_every_seconds=run_every)
 
     # -- the exchange -------------------------------------------------------
 
@@ -304,6 +343,16 @@ class Conversation:
 
     def interactive_rejected(self, ticket: str, reason: str) -> str:
         return "qwc-service does not use interactive mode."
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """"2.3.0.215" → (2, 3, 0, 215); junk sorts lowest, so it is asked to upgrade."""
+    parts = []
+    for part in (version or "").strip().split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
 
 
 def summary(done: int, failed: int, in_doubt: int = 0) -> str:

@@ -100,6 +100,11 @@ class Connection(Base):
     owner_id: Mapped[str] = mapped_column(String(38))
     file_id: Mapped[str] = mapped_column(String(38))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: Open a session on every poll, even with nothing queued (a health check
+    #: that QuickBooks can still be opened); otherwise idle polls answer "none".
+    always_open: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: authenticate's fourth element: the shortest Auto-Run interval QBWC may use.
+    min_run_every_seconds: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -182,3 +187,56 @@ class Job(Base):
     finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
 
     connection: Mapped[Connection] = relationship(back_populates="jobs", lazy="raise")
+
+
+class AuthResultKind(str, enum.Enum):
+    """What authenticate answered, as recorded in the audit trail."""
+
+    OK = "ok"
+    NONE = "none"
+    NVU = "nvu"
+    LOCKED = "locked"
+    BUSY = "busy"
+
+
+class AuthEvent(Base):
+    """One authenticate call: the audit trail, and the memory of known-good addresses."""
+
+    __tablename__ = "auth_events"
+    __table_args__ = (
+        Index("ix_auth_events_connection", "connection_id", "client_address", "at"),
+        Index("ix_auth_events_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    connection_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), nullable=True
+    )
+    client_address: Mapped[str] = mapped_column(String(64), default="")
+    result: Mapped[str] = mapped_column(String(16))
+    #: Why, for operators only (e.g. "wrong password"); never sent to the client.
+    detail: Mapped[str] = mapped_column(String(255), default="")
+
+
+class AuthCounter(Base):
+    """Failed logins counted per scope, and the lockout they led to.
+
+    Scopes: one client address (``addr:…``), one address against one
+    connection (``conn:…:addr:…``), and one connection from anywhere
+    (``conn:…``). Kept in the database so every server process sees them.
+    """
+
+    __tablename__ = "auth_counters"
+
+    scope: Mapped[str] = mapped_column(String(200), primary_key=True)
+    connection_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), nullable=True
+    )
+    client_address: Mapped[str] = mapped_column(String(64), default="")
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+    #: How many lockouts in a row; each one lasts twice as long as the last.
+    level: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -7,7 +7,11 @@ answer time does not reveal which user names are real.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher, Type
@@ -56,3 +60,55 @@ class Passwords:
             return self._hasher.check_needs_rehash(stored_hash)
         except InvalidHashError:
             return True
+
+
+class CredentialCache:
+    """Remembers, for a few minutes, that a user name and password were right.
+
+    The Web Connector logs in on every scheduled run, often every minute, and
+    argon2 is deliberately slow. A correct login is remembered only as an
+    HMAC (keyed with a random per-process secret) of the connection, its
+    current hash and the password, so a memory dump reveals no password and a
+    changed password or hash invalidates the entry. Wrong passwords are never
+    remembered: they always take the slow path and count toward lockout.
+    """
+
+    def __init__(self, ttl_seconds: float, max_entries: int = 50_000) -> None:
+        self.ttl = ttl_seconds
+        self.max_entries = max_entries
+        self._secret = secrets.token_bytes(32)
+        self._entries: dict[bytes, float] = {}
+        self._lock = threading.Lock()
+
+    def _key(self, connection_id: int, stored_hash: str, password: str) -> bytes:
+        message = f"{connection_id}\0{stored_hash}\0{password}".encode("utf-8", "surrogatepass")
+        return hmac.new(self._secret, message, hashlib.sha256).digest()
+
+    def __contains__(self, item: tuple[int, str, str]) -> bool:
+        if self.ttl <= 0:
+            return False
+        key = self._key(*item)
+        with self._lock:
+            expires = self._entries.get(key)
+            if expires is None:
+                return False
+            if expires < time.monotonic():
+                del self._entries[key]
+                return False
+            return True
+
+    def remember(self, connection_id: int, stored_hash: str, password: str) -> None:
+        if self.ttl <= 0:
+            return
+        key = self._key(connection_id, stored_hash, password)
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                now = time.monotonic()
+                self._entries = {k: v for k, v in self._entries.items() if v >= now}
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+            self._entries[key] = time.monotonic() + self.ttl
+
+    def forget_all(self) -> None:
+        with self._lock:
+            self._entries.clear()

@@ -10,16 +10,17 @@ logged.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from spyne.server.wsgi import WsgiApplication
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from .config import Settings
+from .config import ConfigError, Settings
 from .conversation import Conversation
 from .soap import build_wsdl, fault_envelope, make_application
 
@@ -55,6 +56,7 @@ class QwcApplication:
             max_content_length=self.settings.max_body_bytes,
             block_length=1024 * 1024,
         )
+        self._trusted_proxies = parse_networks(self.settings.trusted_proxies)
         self._wsdl: dict[str, bytes] = {}
         self._wsdl_lock = threading.Lock()
         self.url_map = Map(
@@ -119,7 +121,7 @@ class QwcApplication:
         if not environ.get("CONTENT_TYPE"):
             # Spyne refuses a missing content type with a bare 405; QBWC always sends one.
             environ["CONTENT_TYPE"] = SOAP_CONTENT_TYPE
-        environ["qwc.client_address"] = environ.get("REMOTE_ADDR", "")
+        environ["qwc.client_address"] = client_address(environ, self._trusted_proxies)
         return self.soap(environ, start_response)
 
     def _wsdl_for(self, url: str) -> bytes:
@@ -133,3 +135,43 @@ class QwcApplication:
     @staticmethod
     def _soap_fault(code: str, message: str, status: int) -> Response:
         return Response(fault_envelope(code, message), status=status, content_type=SOAP_CONTENT_TYPE)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> list[Network]:
+    """``"10.0.0.1, 192.168.0.0/16"`` → networks; a bad entry is a configuration error."""
+    networks = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"QWC_TRUSTED_PROXIES: {item!r} is not an address or network") from None
+    return networks
+
+
+def client_address(environ: dict[str, Any], trusted: Sequence[Network]) -> str:
+    """The caller's address, believing X-Forwarded-For only from trusted proxies.
+
+    Walks the header from the right (the hop nearest us) and stops at the
+    first address that is not a trusted proxy: anything further left was
+    written by the client and could be forged to dodge lockouts.
+    """
+    address = environ.get("REMOTE_ADDR", "") or ""
+    if not trusted or not _is_trusted(address, trusted):
+        return address
+    hops = [hop.strip() for hop in environ.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return hop[:64]
+        address = hop
+    return address
+
+
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)

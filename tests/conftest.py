@@ -26,7 +26,7 @@ from qwc_service.passwords import Passwords
 
 SAMPLES = Path(__file__).parent / "samples"
 PG_URL = os.environ.get("QWC_TEST_DATABASE_URL", "")
-TABLES = ("jobs", "qbwc_sessions", "connections")
+TABLES = ("auth_events", "auth_counters", "jobs", "qbwc_sessions", "connections")
 
 
 def sample(name: str) -> str:
@@ -188,3 +188,46 @@ def make_live_server(fast_passwords: Passwords) -> Iterator[Callable[[Settings],
     for gen in stack:
         for _ in gen:
             pass
+
+
+@pytest.fixture
+def spawn_server(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start ``qwc-service serve`` as a separate process on the test database; returns its /qbwc URL."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def spawn(**env_overrides: str) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        env = dict(os.environ, QWC_DATABASE_URL=settings.database_url, QWC_ARGON2_TIME_COST="1",
+                   QWC_ARGON2_MEMORY_COST="8", QWC_ARGON2_PARALLELISM="1", **env_overrides)
+        log = open(tmp_path / f"server-{port}.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "qwc_service", "serve", "--port", str(port)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+        processes.append(proc)
+        url = f"http://127.0.0.1:{port}/qbwc"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(url, timeout=2)
+                return url
+            except requests.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((tmp_path / f"server-{port}.log").read_text()) from None
+                time.sleep(0.1)
+
+    yield spawn
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -218,14 +218,25 @@ def test_unanswered_query_is_requeued_and_unanswered_write_is_in_doubt(
     assert get_job(read.id).state == "queued"
 
 
-def test_new_authenticate_settles_the_previous_session(conversation, add_connection, enqueue, get_job) -> None:
+def test_second_run_is_busy_until_the_first_falls_silent(
+    conversation, add_connection, enqueue, get_job, clock: FakeClock
+) -> None:
     conn = add_connection()
     write = enqueue(conn, CUSTOMER_ADD)
     enqueue(conn, CUSTOMER_QUERY)
     old = login(conversation)
     first_request(conversation, old.ticket)
-    new = login(conversation)  # the Web Connector restarted mid-session
+    clock.advance(seconds=60)
+    busy = login(conversation)  # e.g. a second Web Connector with the same .qwc
+    takeover = conversation.settings.session_takeover_seconds
+    assert busy.as_array()[1:] == ["busy", str(takeover - 60)]
+    assert get_job(write.id).state == "sent"  # the first run is left alone
+
+    clock.advance(seconds=takeover)  # the first Web Connector crashed and restarted
+    new = login(conversation)
+    assert new.status == ""
     assert get_job(write.id).state == "in_doubt"
+    assert "took over" in get_job(write.id).error
     assert conversation.send_request_xml(old.ticket, "", "", "US", 13, 0) == ""
     assert "<CustomerQueryRq>" in first_request(conversation, new.ticket)
 

@@ -1,0 +1,271 @@
+"""Who may log in: the dedicated sync user, checked like a bank login.
+
+``authenticate`` is the one call an attacker on the internet can make
+without a ticket, so this module keeps it dull and uniform:
+
+* every failure (unknown user, another connection's user, a disabled
+  connection, a wrong password) gets the same ``nvu`` after the same work: an
+  unknown user is checked against a dummy argon2 hash;
+* failures are counted per client address, per address against a
+  connection, and per connection; past the limits the address is locked out
+  for a cool-down that doubles each time, and attempts are answered ``nvu``
+  without checking the password;
+* a connection-wide lockout (many addresses failing) never applies to an
+  address that has logged in successfully in the last ``known_address_days``,
+  so an attacker cannot lock the real Web Connector out;
+* the slow argon2 check runs outside any database transaction, so failed
+  logins cannot hold SQLite's write lock, and correct logins are remembered
+  briefly (``passwords.CredentialCache``) so that polling stays cheap;
+* every result is written to ``auth_events``, and failures and lockouts are
+  logged as security events on the ``qwc_service.security`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from .config import Settings
+from .models import AuthCounter, AuthEvent, AuthResultKind, Connection
+from .passwords import CredentialCache, Passwords
+
+security_log = logging.getLogger("qwc_service.security")
+
+#: Results that prove an address belongs to the real Web Connector.
+_SUCCESSES = (AuthResultKind.OK.value, AuthResultKind.NONE.value, AuthResultKind.BUSY.value)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the database says about a login attempt before the password is checked."""
+
+    username: str
+    client_address: str
+    connection_id: int | None
+    connection_name: str
+    stored_hash: str | None
+    enabled: bool
+    locked: bool
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of the password check (made outside any transaction)."""
+
+    valid: bool
+    detail: str
+    #: A fresh hash when the stored one was made with outdated parameters.
+    new_hash: str | None = None
+
+
+class Gatekeeper:
+    def __init__(self, settings: Settings, passwords: Passwords) -> None:
+        self.settings = settings
+        self.passwords = passwords
+        self.cache = CredentialCache(settings.credential_cache_seconds)
+
+    # -- step 1: look up (short transaction) ---------------------------------
+
+    def look_up(self, db: Session, username: str, client_address: str, now: datetime) -> Candidate:
+        connection = db.scalar(select(Connection).where(Connection.username == username)) if username else None
+        locked = self._is_locked(db, connection, client_address, now)
+        return Candidate(
+            username=username,
+            client_address=client_address,
+            connection_id=connection.id if connection else None,
+            connection_name=connection.name if connection else "",
+            stored_hash=connection.password_hash if connection else None,
+            enabled=bool(connection and connection.enabled),
+            locked=locked,
+        )
+
+    def _is_locked(self, db: Session, connection: Connection | None, address: str, now: datetime) -> bool:
+        scopes = [_address_scope(address)]
+        if connection is not None:
+            scopes += [_pair_scope(connection.id, address), _connection_scope(connection.id)]
+        counters = db.scalars(
+            select(AuthCounter).where(AuthCounter.scope.in_(scopes), AuthCounter.locked_until > now)
+        ).all()
+        for counter in counters:
+            if counter.scope != _connection_scope(getattr(connection, "id", -1)):
+                return True
+            if connection is not None and not self._is_known_address(db, connection.id, address, now):
+                return True
+        return False
+
+    def _is_known_address(self, db: Session, connection_id: int, address: str, now: datetime) -> bool:
+        since = now - timedelta(days=self.settings.known_address_days)
+        return (
+            db.scalar(
+                select(AuthEvent.id)
+                .where(
+                    AuthEvent.connection_id == connection_id,
+                    AuthEvent.client_address == address,
+                    AuthEvent.at >= since,
+                    AuthEvent.result.in_(_SUCCESSES),
+                )
+                .limit(1)
+            )
+            is not None
+        )
+
+    # -- step 2: the password (no transaction) -------------------------------
+
+    def check_password(self, candidate: Candidate, password: str) -> Check:
+        """Verify in constant time; the same argon2 work whatever the reason for failing."""
+        if candidate.connection_id is None or candidate.stored_hash is None:
+            self.passwords.verify(None, password)
+            return Check(False, "unknown user")
+        key = (candidate.connection_id, candidate.stored_hash, password)
+        if candidate.enabled and key in self.cache:
+            return Check(True, "")
+        if not self.passwords.verify(candidate.stored_hash, password):
+            return Check(False, "wrong password")
+        if not candidate.enabled:
+            return Check(False, "connection disabled")
+        new_hash = None
+        if self.passwords.needs_rehash(candidate.stored_hash):
+            new_hash = self.passwords.hash(password)
+            self.cache.remember(candidate.connection_id, new_hash, password)
+        else:
+            self.cache.remember(*key)
+        return Check(True, "", new_hash)
+
+    # -- step 3: record (the transaction that also opens the session) ---------
+
+    def record(
+        self, db: Session, candidate: Candidate, result: AuthResultKind, now: datetime, detail: str = ""
+    ) -> None:
+        db.add(
+            AuthEvent(
+                at=now,
+                connection_id=candidate.connection_id,
+                client_address=candidate.client_address[:64],
+                result=result.value,
+                detail=detail[:255],
+            )
+        )
+        if result is AuthResultKind.LOCKED:
+            security_log.warning(
+                "login refused, locked out: connection=%s address=%s",
+                candidate.connection_name or "(unknown user)",
+                candidate.client_address or "unknown",
+            )
+
+    def fail(self, db: Session, candidate: Candidate, now: datetime, detail: str) -> None:
+        """Record a failed login and lock out whatever scope it pushed over its limit."""
+        self.record(db, candidate, AuthResultKind.NVU, now, detail)
+        security_log.warning(
+            "login failed: connection=%s address=%s reason=%s",
+            candidate.connection_name or "(unknown user)",
+            candidate.client_address or "unknown",
+            detail,
+        )
+        address = candidate.client_address
+        scopes = [(_address_scope(address), None, self.settings.lockout_failures)]
+        if candidate.connection_id is not None:
+            scopes += [
+                (_pair_scope(candidate.connection_id, address), candidate.connection_id, self.settings.lockout_failures),
+                (_connection_scope(candidate.connection_id), candidate.connection_id,
+                 self.settings.lockout_connection_failures),
+            ]
+        for scope, connection_id, limit in scopes:
+            self._count(db, scope, connection_id, address, limit, now, candidate.connection_name)
+
+    def _count(
+        self, db: Session, scope: str, connection_id: int | None, address: str, limit: int, now: datetime,
+        connection_name: str,
+    ) -> None:
+        dialect = db.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        db.execute(
+            insert(AuthCounter)
+            .values(scope=scope, connection_id=connection_id, client_address=address[:64], failures=0,
+                    window_started_at=now, level=0, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["scope"])
+        )
+        counter = db.scalar(select(AuthCounter).where(AuthCounter.scope == scope).with_for_update())
+        assert counter is not None
+        window = timedelta(seconds=self.settings.lockout_window_seconds)
+        if now - counter.window_started_at > window:
+            counter.failures, counter.window_started_at = 0, now
+        counter.failures += 1
+        counter.updated_at = now
+        if counter.failures < limit:
+            return
+        recently_locked = counter.locked_until is not None and now - counter.locked_until < timedelta(days=1)
+        counter.level = counter.level + 1 if recently_locked else 1
+        seconds = min(self.settings.lockout_max_seconds, self.settings.lockout_window_seconds * 2 ** (counter.level - 1))
+        counter.locked_until = now + timedelta(seconds=seconds)
+        counter.failures, counter.window_started_at = 0, now
+        security_log.warning(
+            "lockout: scope=%s connection=%s address=%s for %ss (lockout %d in a row)",
+            scope, connection_name or "-", address or "unknown", seconds, counter.level,
+        )
+
+    def succeed(self, db: Session, candidate: Candidate, check: Check) -> None:
+        """A good login clears that address's own record against this connection."""
+        assert candidate.connection_id is not None
+        db.execute(delete(AuthCounter).where(AuthCounter.scope == _pair_scope(candidate.connection_id,
+                                                                                 candidate.client_address)))
+        if check.new_hash is not None:
+            connection = db.get(Connection, candidate.connection_id)
+            if connection is not None and connection.password_hash == candidate.stored_hash:
+                connection.password_hash = check.new_hash
+
+
+def unlock(db: Session, connection: Connection, now: datetime, window_seconds: int) -> int:
+    """Lift every lockout touching a connection; returns how many were lifted.
+
+    That is the connection's own counters and those of every address that
+    failed against it recently (an address lockout counts all users).
+    """
+    since = now - timedelta(seconds=window_seconds)
+    addresses = set(
+        db.scalars(
+            select(AuthEvent.client_address).where(
+                AuthEvent.connection_id == connection.id,
+                AuthEvent.at >= since,
+                AuthEvent.result.in_([AuthResultKind.NVU.value, AuthResultKind.LOCKED.value]),
+            )
+        )
+    )
+    scopes = [_address_scope(a) for a in addresses]
+    result = db.execute(
+        delete(AuthCounter).where((AuthCounter.connection_id == connection.id) | AuthCounter.scope.in_(scopes))
+    )
+    return int(result.rowcount or 0)
+
+
+def lockouts(db: Session, connection: Connection, now: datetime) -> list[AuthCounter]:
+    """Active lockouts of a connection's scopes."""
+    return list(
+        db.scalars(
+            select(AuthCounter).where(AuthCounter.connection_id == connection.id, AuthCounter.locked_until > now)
+        )
+    )
+
+
+def recent_events(db: Session, connection: Connection, limit: int = 20) -> list[AuthEvent]:
+    return list(
+        db.scalars(
+            select(AuthEvent).where(AuthEvent.connection_id == connection.id).order_by(AuthEvent.id.desc()).limit(limit)
+        )
+    )
+
+
+def _address_scope(address: str) -> str:
+    return f"addr:{address}"[:200]
+
+
+def _pair_scope(connection_id: int, address: str) -> str:
+    return f"conn:{connection_id}:addr:{address}"[:200]
+
+
+def _connection_scope(connection_id: int) -> str:
+    return f"conn:{connection_id}"
