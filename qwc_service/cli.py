@@ -313,7 +313,7 @@ def enqueue(ctx: _Context, name: str, file: Any, priority: int) -> None:
         _fail(f"{file.name} is not UTF-8 text ({exc.reason} at byte {exc.start})")
     with ctx.transaction() as db:
         conn = connections.get_connection(db, name)
-        job = queue.enqueue(db, conn, text, now=_now(), priority=priority)
+        job = queue.enqueue(db, conn, text, now=_now(), priority=priority).job
         click.echo(job.id)
 
 

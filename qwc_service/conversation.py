@@ -18,10 +18,10 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import qbxml, queue, sessions
+from . import diagnosis, qbxml, queue, sessions
 from .authentication import Gatekeeper
 from .config import Settings
-from .models import AuthResultKind, Connection, Job, SessionState, WebConnectorSession
+from .models import AuthResultKind, Connection, Job, JobState, SessionState, WebConnectorSession
 from .passwords import Passwords
 from .qbxml import HostFacts
 
@@ -157,7 +157,7 @@ class Conversation:
                 wait = max(5, math.ceil(self.settings.session_takeover_seconds - silence))
                 return AuthResult(sessions.new_ticket(), AuthResult.BUSY, postpone_seconds=wait)
         run_every = connection.min_run_every_seconds
-        if not connection.always_open and not queue.has_queued(db, connection.id):
+        if not connection.always_open and not queue.has_work(db, connection.id, now):
             # No session row: closeConnection for this ticket finds nothing,
             # which is the right answer for a run with nothing to do.
             return AuthResult(sessions.new_ticket(), AuthResult.NONE, min_run_every_seconds=run_every)
@@ -195,21 +195,26 @@ class Conversation:
             lost = queue.outstanding(db, session.id)
             if lost is not None:
                 # QBWC asked again without answering: the last exchange was lost.
-                queue.release_unanswered(
-                    db, session.id, now, "The Web Connector asked for new work without answering this job"
-                )
+                queue.release_unanswered(db, session.id, now, "The Web Connector asked for new work instead of "
+                                                              "answering this job")
             facts = HostFacts.from_dict(session.host_facts)
+            page = queue.next_page(db, session.id, now)
+            if page is not None:
+                log.info("sendRequestXML: session=%s job=%s next page", session.id, page.id)
+                return self._render(db, page, facts, session, now) or ""
             while True:
                 job = queue.claim_next(db, session.connection_id, session.id, now)
                 if job is None:
                     break
-                request = self._render(job, facts, session)
+                request = self._render(db, job, facts, session, now)
                 if request is not None:
                     log.info("sendRequestXML: session=%s job=%s %s", session.id, job.id, job.request_types)
                     return request
                 session.jobs_failed += 1
+            # Work that exists but could not be claimed (another process holds it
+            # for a moment) is worth a NoOp: QBWC waits five seconds and asks again.
             session.last_error = (
-                NOOP if queue.has_queued(db, session.connection_id) else "There is nothing left to send."
+                NOOP if queue.has_work(db, session.connection_id, now) else "There is nothing left to send."
             )
             return ""
 
@@ -220,19 +225,20 @@ class Conversation:
             log.warning("sendRequestXML: unreadable strHCPResponse for %s: %s", connection.name, exc)
             return HostFacts()
 
-    def _render(self, job: Job, facts: HostFacts, session: WebConnectorSession) -> str | None:
+    def _render(
+        self, db: Session, job: Job, facts: HostFacts, session: WebConnectorSession, now: datetime
+    ) -> str | None:
         """The request text to send, or None after failing a job the host cannot take."""
         version = qbxml.choose_version(job.qbxml_version, facts, session.qbxml_major, session.qbxml_minor)
         if qbxml.version_exceeds(job.qbxml_version, version):
             queue.fail(
-                job,
-                self.clock(),
+                db, job, now,
                 f"This job needs qbXML {job.qbxml_version}, but this QuickBooks "
                 f"({facts.product_name or 'version unknown'}) supports at most qbXML {version}. "
                 "Update QuickBooks, or enqueue the job for an older qbXML version.",
             )
             return None
-        return qbxml.render_request(job.request_xml, version)
+        return qbxml.render_request(job.request_xml, version, job.id, job.iterator_id)
 
     def receive_response_xml(self, ticket: str, response: str, hresult: str = "", message: str = "") -> int:
         """Store QuickBooks' answer to the outstanding job and report progress.
@@ -253,46 +259,62 @@ class Conversation:
                 )
                 return STOP
             if hresult or not response:
-                code = hresult or "(none)"
-                text = self._failure_text(code, message or "no answer from QuickBooks", job, session)
-                queue.record_rejection(db, job, hresult, message, now, text)
+                found = self._diagnose(session, job, hresult, message or "QuickBooks returned no answer")
+                queue.record_rejection(db, job, hresult, message, now, found.text)
                 session.jobs_failed += 1
-                log.info("receiveResponseXML: session=%s job=%s rejected %s", session.id, job.id, code)
-                if self._stops_session(hresult):
-                    session.last_error = text
+                log.info("receiveResponseXML: session=%s job=%s rejected %s", session.id, job.id, hresult)
+                if found.stops_session:
+                    session.last_error = found.text
                     return STOP
-            else:
-                answer = queue.record_response(db, job, response, now)
-                if answer.failed:
-                    session.jobs_failed += 1
-                    status = answer.status
-                    if status is not None:
-                        job.error = self._failure_text(str(status.code), status.message, job, session)
-                        if self._stops_session(str(status.code)):
-                            session.last_error = job.error
-                            log.info("receiveResponseXML: session=%s job=%s stops session", session.id, job.id)
-                            return STOP
-                else:
-                    session.jobs_done += 1
-                log.info("receiveResponseXML: session=%s job=%s %s", session.id, job.id, job.state)
-            return self._progress(db, session)
+                return self._progress(db, session, now)
+            try:
+                outcome = queue.record_response(db, job, response, now)
+            except queue.ResponseMismatch as exc:
+                queue.release_unanswered(db, session.id, now, f"The answer did not match the job sent ({exc})")
+                session.last_error = (
+                    f"QuickBooks' answer does not belong to the request that was sent ({exc}); the session "
+                    "stops so that nothing is recorded against the wrong job."
+                )
+                return STOP
+            log.info("receiveResponseXML: session=%s job=%s %s", session.id, job.id, outcome.state.value)
+            if outcome.state is JobState.DONE:
+                session.jobs_done += 1
+            elif outcome.state is JobState.FAILED:
+                session.jobs_failed += 1
+                if outcome.status is not None:
+                    found = self._diagnose(session, job, str(outcome.status.code), outcome.status.message)
+                    job.error = found.text
+                    if found.stops_session:
+                        session.last_error = found.text
+                        return STOP
+            return self._progress(db, session, now)
 
-    def _progress(self, db: Session, session: WebConnectorSession) -> int:
-        remaining = queue.queued_count(db, session.connection_id)
+    def _progress(self, db: Session, session: WebConnectorSession, now: datetime) -> int:
+        """Percent done; 100 only when nothing this session could still send remains."""
+        remaining = queue.work_count(db, session.connection_id, now)
+        if queue.next_page(db, session.id, now) is not None:
+            remaining += 1
         if remaining == 0:
             return 100
         finished = session.jobs_done + session.jobs_failed
         return min(99, finished * 100 // (finished + remaining))
 
-    # Diagnosis seam: the diagnosis module replaces these two with its catalog.
-    _SESSION_STOPPERS = frozenset({"3260", "3261", "3171", "0x80040408", "0x80040418", "0x8004041a",
-                                   "0x8004041d", "0x80040420", "0x80040430"})
-
-    def _stops_session(self, code: str) -> bool:
-        return code.lower() in self._SESSION_STOPPERS
-
-    def _failure_text(self, code: str, message: str, job: Job, session: WebConnectorSession) -> str:
-        return f"QuickBooks refused job {job.id} ({job.request_types}) with code {code}: {message}"
+    def _diagnose(self, session: WebConnectorSession, job: Job, code: str, message: str) -> "_Found":
+        """What went wrong, in words for the person at the Web Connector, and whether to stop."""
+        connection = session.connection
+        context = diagnosis.FailureContext.from_host_facts(
+            session.host_facts,
+            connection_name=connection.name,
+            sync_user_name=connection.username,
+            company_file_path=session.company_file_name or connection.company_file,
+        )
+        request_type = job.request_types.split(" ")[0] if job.request_types else None
+        if job.statuses:
+            failing = [s for s in job.statuses if str(s.get("code")) == code]
+            request_type = str(failing[0]["request_type"]) if failing else request_type
+        found = diagnosis.diagnose(code or None, message, request_type, context)
+        text = f"{found.summary}\n{found.details}".strip() if found.details else found.summary
+        return _Found(text=f"Job {job.id}: {text}", stops_session=found.stops_session)
 
     def connection_error(self, ticket: str, hresult: str, message: str) -> str:
         """QuickBooks could not be opened: record why and stop (``"done"``)."""
@@ -343,6 +365,12 @@ class Conversation:
 
     def interactive_rejected(self, ticket: str, reason: str) -> str:
         return "qwc-service does not use interactive mode."
+
+
+@dataclass(frozen=True)
+class _Found:
+    text: str
+    stops_session: bool
 
 
 def _version_key(version: str) -> tuple[int, ...]:

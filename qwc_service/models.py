@@ -11,6 +11,8 @@ import enum
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+import zlib
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -18,11 +20,29 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class CompressedText(TypeDecorator[str]):
+    """Text stored zlib-compressed: qbXML answers run to tens of MB and compress ~10:1."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[str], dialect: Any) -> Optional[bytes]:
+        if value is None:
+            return None
+        return zlib.compress(value.encode("utf-8", "surrogatepass"), 1)
+
+    def process_result_value(self, value: Optional[bytes], dialect: Any) -> Optional[str]:
+        if value is None:
+            return None
+        return zlib.decompress(value).decode("utf-8", "surrogatepass")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -154,7 +174,8 @@ class Job(Base):
         # The claim path: a connection's queued jobs by priority, then age.
         Index("ix_jobs_claim", "connection_id", "state", "priority", "id"),
         Index("ix_jobs_session", "session_id"),
-        Index("ix_jobs_state", "state"),
+        Index("ix_jobs_state", "state", "finished_at"),
+        Index("ix_jobs_dedupe", "connection_id", "dedupe_key"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -169,7 +190,22 @@ class Job(Base):
     is_write: Mapped[bool] = mapped_column(Boolean, default=True)
     #: The qbXML version the job needs, from its ``<?qbxml version?>``; None = any.
     qbxml_version: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)
-    response_xml: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    #: Enqueuing the same key while this job is pending returns this job.
+    dedupe_key: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    #: Not handed out before this time (scheduling, and the retry backoff).
+    not_before: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+    #: Times QuickBooks answered with a transient error and the job was retried.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Iterate a single query in pages of this size (sets iterator/MaxReturned).
+    page_size: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    #: The live QuickBooks iterator while a paged query is being continued.
+    iterator_id: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    #: Called when the job reaches a final state (done, failed, in_doubt, cancelled).
+    webhook_url: Mapped[Optional[str]] = mapped_column(String(2000), nullable=True)
+    #: QuickBooks' answer (all pages merged for a paged query), compressed.
+    response_xml: Mapped[Optional[str]] = mapped_column(CompressedText, nullable=True)
+    #: Every ...Rs status: [{"request_type", "request_id", "code", "severity", "message"}].
+    statuses: Mapped[Optional[list[dict[str, Any]]]] = mapped_column(JSON, nullable=True)
     #: The first failing ...Rs (or the last one when none failed).
     status_code: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
     status_severity: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)
@@ -187,6 +223,40 @@ class Job(Base):
     finished_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
 
     connection: Mapped[Connection] = relationship(back_populates="jobs", lazy="raise")
+
+
+class JobDependency(Base):
+    """Job ``job_id`` waits until ``depends_on_id`` is done (an invoice after its customer)."""
+
+    __tablename__ = "job_dependencies"
+    __table_args__ = (Index("ix_job_dependencies_depends_on", "depends_on_id"),)
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    depends_on_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+
+
+class JobEvent(Base):
+    """Every state change of a job, with when and why: the job's history."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    from_state: Mapped[str] = mapped_column(String(16), default="")
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class JobPage(Base):
+    """One page of a paged query, kept until the last page arrives and they are merged."""
+
+    __tablename__ = "job_pages"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    response_xml: Mapped[str] = mapped_column(CompressedText)
 
 
 class AuthResultKind(str, enum.Enum):

@@ -185,11 +185,69 @@ def _version_tuple(version: str) -> tuple[int, int]:
         raise QbxmlError(f'<?qbxml version="{version}"?> is not a version like "13.0"') from None
 
 
-def render_request(xml: str, qbxml_version: str) -> str:
-    """The document as sent to QuickBooks: XML declaration and qbxml version PI first."""
+def render_request(xml: str, qbxml_version: str, job_id: int, iterator_id: str | None = None) -> str:
+    """The document as sent to QuickBooks.
+
+    The XML declaration and ``<?qbxml version?>`` come first; every request
+    gets ``requestID="<job>.<n>"`` (overwriting the caller's), so each
+    ``…Rs`` in the answer can be checked against the job it belongs to; a
+    paged query being continued asks for the next page of its iterator.
+    """
     root = parse_document(xml, "the stored request")
+    for index, request in enumerate(root.iterfind("QBXMLMsgsRq/*")):
+        request.set("requestID", f"{job_id}.{index}")
+        if iterator_id is not None:
+            request.set("iterator", "Continue")
+            request.set("iteratorID", iterator_id)
     root.addprevious(etree.ProcessingInstruction("qbxml", f'version="{qbxml_version}"'))
     return etree.tostring(root.getroottree(), xml_declaration=True, encoding="utf-8").decode("utf-8")
+
+
+def start_iterator(xml: str, page_size: int) -> str:
+    """Make a single query paged: ``iterator="Start"`` and ``MaxReturned`` = page size."""
+    root = parse_document(xml, "the request")
+    (query,) = root.iterfind("QBXMLMsgsRq/*")
+    query.set("iterator", "Start")
+    query.attrib.pop("iteratorID", None)
+    limit = query.find("MaxReturned")
+    if limit is None:
+        # MaxReturned opens the query's filter group, so it goes first.
+        limit = etree.Element("MaxReturned")
+        query.insert(0, limit)
+    limit.text = str(page_size)
+    return etree.tostring(root, encoding="unicode")
+
+
+def merge_pages(pages: list[str]) -> str:
+    """One answer from the pages of an iterated query: every record, in page order."""
+    first = parse_document(pages[0], "a page of the answer")
+    target = first.find("QBXMLMsgsRs/*")
+    if target is None:
+        raise QbxmlError("a page of the answer has no …Rs element")
+    for page in pages[1:]:
+        source = parse_document(page, "a page of the answer").find("QBXMLMsgsRs/*")
+        if source is not None:
+            target.extend(list(source))
+            for name in ("iteratorRemainingCount", "iteratorID"):
+                if source.get(name) is not None:
+                    target.set(name, source.get(name, ""))
+    return etree.tostring(first.getroottree(), xml_declaration=True, encoding="utf-8").decode("utf-8")
+
+
+def unrepresentable_text(xml: str) -> list[str]:
+    """Warnings for text QuickBooks cannot store (outside ISO-8859-1), naming where it is."""
+    root = parse_document(xml, "the request")
+    warnings = []
+    for element in root.iter():
+        for where, text in (("text", element.text), *(("attribute " + k, v) for k, v in element.attrib.items())):
+            if not text:
+                continue
+            bad = sorted({c for c in text if ord(c) > 0xFF})
+            if bad:
+                shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in bad[:5])
+                warnings.append(f"<{element.tag}> {where} (line {element.sourceline}) has characters outside "
+                                f"ISO-8859-1 that QuickBooks may reject: {shown}")
+    return warnings
 
 
 # --- responses -------------------------------------------------------------

@@ -1,25 +1,70 @@
 """The job queue: what waits for QuickBooks, what was sent, what came back.
 
-The queue's promises: a connection's jobs go out one at a time, higher
-priority first and then oldest first; a job handed to a session is marked
-``sent`` under that session in the same transaction that hands it out; and a
-write whose answer never came back is set aside as ``in_doubt`` instead of
-being sent again, because QuickBooks may already have applied it.
+Two promises hold here. **Every job is answered**: a job handed to a session
+is marked ``sent`` under that session in the same transaction that hands it
+out, and a session that ends without the answer settles it. **No write
+reaches QuickBooks twice by itself**: a query whose answer never came is
+simply queued again, but a write becomes ``in_doubt`` (QuickBooks may already
+have applied it) and waits for a person's ``retry`` or ``cancel``.
+
+Every state change goes through ``_move``, which checks it against
+``TRANSITIONS`` and records it in ``job_events`` with the time and reason.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Sequence
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from . import qbxml
 from .exceptions import InvalidInput, NotFound
-from .models import Connection, Job, JobState
+from .models import Connection, Job, JobDependency, JobEvent, JobPage, JobState
 from .qbxml import ResponseStatus
+
+log = logging.getLogger(__name__)
+
+Q, S, D, F, I, C = (JobState.QUEUED, JobState.SENT, JobState.DONE, JobState.FAILED, JobState.IN_DOUBT,
+                    JobState.CANCELLED)
+
+#: Every allowed state change. Anything else is a bug or a refused request.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    Q: frozenset({S, C, F}),          # handed out, withdrawn, or its dependency failed
+    S: frozenset({D, F, Q, I}),       # answered, or (query) requeued / (write) in doubt
+    I: frozenset({Q, C}),             # a person decides: send again, or it is already there
+    F: frozenset({Q}),                # retried by a person
+    D: frozenset(),
+    C: frozenset(),
+}
+
+#: "Record in use", "modified by another user" and kin: QuickBooks did nothing, try later.
+TRANSIENT_CODES = frozenset({3170, 3175, 3176, 3180})
+#: "The request has not been processed" (after an earlier failure under stopOnError).
+NOT_PROCESSED = 3231
+#: The iterator is gone (it lives only inside one QuickBooks session).
+ITERATOR_EXPIRED = 3391
+MAX_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 30
+
+
+class TransitionRefused(InvalidInput):
+    """A person asked for a state change the job's state does not allow."""
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    job: Job
+    #: False when a pending job with the same dedupe key was returned instead.
+    created: bool
+    #: Things QuickBooks may reject, e.g. text outside ISO-8859-1.
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+
+# -- enqueue ------------------------------------------------------------------
 
 
 def enqueue(
@@ -29,23 +74,110 @@ def enqueue(
     *,
     now: datetime,
     priority: int = 0,
-) -> Job:
-    """Validate a qbXML request and queue it for the connection's next session."""
+    after: Sequence[int] = (),
+    key: str | None = None,
+    replace: bool = False,
+    not_before: datetime | None = None,
+    page_size: int | None = None,
+    webhook_url: str | None = None,
+) -> Enqueued:
+    """Validate a qbXML request and queue it for the connection's next session.
+
+    With ``key``, a still-queued job with the same key is returned instead
+    of a new one (or, with ``replace``, given this payload). ``after`` names
+    jobs of the same connection that must be done first.
+    """
     prepared = qbxml.prepare_request(request)
+    xml = prepared.xml
+    if page_size is not None:
+        xml = _paged(prepared, page_size)
+    if key is not None:
+        key = key.strip()
+        if not key or len(key) > 200:
+            raise InvalidInput("the dedupe key must be 1 to 200 characters")
+        # Lock the connection row so two enqueues of one key cannot both insert.
+        db.get(Connection, connection.id, with_for_update=True)
+        existing = db.scalar(
+            select(Job).where(Job.connection_id == connection.id, Job.dedupe_key == key, Job.state == Q.value)
+            .order_by(Job.id).limit(1)
+        )
+        if existing is not None:
+            if replace:
+                _set_payload(existing, prepared, xml, page_size)
+                existing.updated_at = now
+                _record(db, existing, Q, Q, now, "payload replaced (same dedupe key)")
+            return Enqueued(existing, False, tuple(qbxml.unrepresentable_text(xml)))
+    dependencies = _check_dependencies(db, connection, after)
     job = Job(
         connection_id=connection.id,
-        state=JobState.QUEUED.value,
+        state=Q.value,
         priority=priority,
-        request_xml=prepared.xml,
-        request_types=" ".join(prepared.request_types),
-        is_write=prepared.is_write,
-        qbxml_version=prepared.qbxml_version,
+        dedupe_key=key,
+        not_before=not_before,
+        webhook_url=webhook_url,
         created_at=now,
         updated_at=now,
     )
+    _set_payload(job, prepared, xml, page_size)
     db.add(job)
     db.flush()
-    return job
+    db.add_all(JobDependency(job_id=job.id, depends_on_id=d.id) for d in dependencies)
+    _record(db, job, None, Q, now, "enqueued")
+    for dependency in dependencies:
+        if dependency.state in (F.value, C.value):
+            _move(db, job, F, now, _dependency_reason(dependency))
+            break
+    return Enqueued(job, True, tuple(qbxml.unrepresentable_text(xml)))
+
+
+def _set_payload(job: Job, prepared: qbxml.PreparedRequest, xml: str, page_size: int | None) -> None:
+    job.request_xml = xml
+    job.request_types = " ".join(prepared.request_types)
+    job.is_write = prepared.is_write
+    job.qbxml_version = prepared.qbxml_version
+    job.page_size = page_size
+
+
+def _paged(prepared: qbxml.PreparedRequest, page_size: int) -> str:
+    if not 1 <= page_size <= 100_000:
+        raise InvalidInput("the page size must be between 1 and 100000")
+    if len(prepared.request_types) != 1 or not prepared.request_types[0].endswith("Query"):
+        raise InvalidInput("only a job with exactly one …QueryRq can be paged")
+    return qbxml.start_iterator(prepared.xml, page_size)
+
+
+def _check_dependencies(db: Session, connection: Connection, after: Sequence[int]) -> list[Job]:
+    jobs = []
+    for job_id in dict.fromkeys(after):
+        dependency = db.get(Job, job_id)
+        if dependency is None or dependency.connection_id != connection.id:
+            raise InvalidInput(f"--after {job_id}: no such job for connection {connection.name!r}")
+        jobs.append(dependency)
+    return jobs
+
+
+def _dependency_reason(dependency: Job) -> str:
+    what = "was cancelled" if dependency.state == C.value else "failed"
+    return f"it waits for job {dependency.id} ({dependency.request_types}), which {what}"
+
+
+# -- handing jobs out ---------------------------------------------------------------
+
+
+def _claimable(connection_id: int, now: datetime):  # type: ignore[no-untyped-def]
+    """Queued, due, and every job it waits for is done."""
+    dependency = aliased(Job)
+    unmet = exists().where(
+        JobDependency.job_id == Job.id,
+        JobDependency.depends_on_id == dependency.id,
+        dependency.state != D.value,
+    )
+    return and_(
+        Job.connection_id == connection_id,
+        Job.state == Q.value,
+        or_(Job.not_before.is_(None), Job.not_before <= now),
+        ~unmet,
+    )
 
 
 def claim_next(db: Session, connection_id: int, session_id: int, now: datetime) -> Job | None:
@@ -57,134 +189,277 @@ def claim_next(db: Session, connection_id: int, session_id: int, now: datetime) 
     """
     job = db.scalar(
         select(Job)
-        .where(Job.connection_id == connection_id, Job.state == JobState.QUEUED.value)
+        .where(_claimable(connection_id, now))
         .order_by(Job.priority.desc(), Job.id)
         .limit(1)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=Job)
     )
     if job is None:
         return None
-    job.state = JobState.SENT.value
+    _move(db, job, S, now, f"sent in session {session_id}")
     job.session_id = session_id
     job.sent_at = now
-    job.updated_at = now
     return job
 
 
+def has_work(db: Session, connection_id: int, now: datetime) -> bool:
+    return db.scalar(select(Job.id).where(_claimable(connection_id, now)).limit(1)) is not None
+
+
+def work_count(db: Session, connection_id: int, now: datetime) -> int:
+    return db.scalar(select(func.count()).select_from(Job).where(_claimable(connection_id, now))) or 0
+
+
 def queued_count(db: Session, connection_id: int) -> int:
+    """All queued jobs, including those not yet due or waiting for others."""
     return db.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.connection_id == connection_id, Job.state == JobState.QUEUED.value)
+        select(func.count()).select_from(Job).where(Job.connection_id == connection_id, Job.state == Q.value)
     ) or 0
 
 
-def has_queued(db: Session, connection_id: int) -> bool:
-    return (
-        db.scalar(
-            select(Job.id)
-            .where(Job.connection_id == connection_id, Job.state == JobState.QUEUED.value)
-            .limit(1)
-        )
-        is not None
-    )
-
-
 def outstanding(db: Session, session_id: int) -> Job | None:
-    """The job this session is waiting to hear about, if any."""
+    """The job whose answer this session is waiting for, if any."""
     return db.scalar(
-        select(Job).where(Job.session_id == session_id, Job.state == JobState.SENT.value).limit(1)
+        select(Job).where(Job.session_id == session_id, Job.state == S.value, Job.sent_at.is_not(None)).limit(1)
     )
+
+
+def next_page(db: Session, session_id: int, now: datetime) -> Job | None:
+    """A paged query of this session whose next page should be asked for now."""
+    job = db.scalar(
+        select(Job).where(Job.session_id == session_id, Job.state == S.value, Job.sent_at.is_(None),
+                          Job.iterator_id.is_not(None)).limit(1)
+    )
+    if job is not None:
+        job.sent_at = now
+    return job
+
+
+# -- answers -----------------------------------------------------------------------
+
+
+class ResponseMismatch(InvalidInput):
+    """The answer's requestIDs belong to another job: something upstream is confused."""
 
 
 @dataclass(frozen=True)
-class Answer:
-    """What QuickBooks said about one job, reduced to what decides its state."""
+class Outcome:
+    """What one answer did to its job, for the conversation to act on."""
 
-    failed: bool
-    status: ResponseStatus | None
+    state: JobState
+    status: ResponseStatus | None = None
+    #: More pages of an iterated query are to be requested in this session.
+    continues: bool = False
 
 
-def record_response(db: Session, job: Job, response: str, now: datetime) -> Answer:
-    """Store QuickBooks' answer and settle the job as done or failed.
+def record_response(db: Session, job: Job, response: str, now: datetime) -> Outcome:
+    """Store QuickBooks' answer and settle the job.
 
-    The job fails when any ``…Rs`` has severity Error; status code 1 (a query
-    that matched nothing) and warnings are successes. The status kept on the
-    job is the first failing one, or the last one when none failed.
+    The job fails when any ``…Rs`` has severity Error (status 1, a query that
+    matched nothing, and warnings are successes); a failure made only of
+    transient codes is retried later, up to ``MAX_ATTEMPTS``; an iterated
+    query stays ``sent`` until its last page.
     """
-    job.response_xml = response
     try:
         statuses = qbxml.read_statuses(response)
     except InvalidInput as exc:
-        _finish(job, JobState.FAILED, now, error=f"QuickBooks' answer could not be read: {exc}")
-        return Answer(failed=True, status=None)
+        job.response_xml = response
+        _move(db, job, F, now, f"QuickBooks' answer could not be read: {exc}")
+        return Outcome(F)
     if not statuses:
-        _finish(job, JobState.FAILED, now, error="QuickBooks' answer contains no …Rs element")
-        return Answer(failed=True, status=None)
+        job.response_xml = response
+        _move(db, job, F, now, "QuickBooks' answer contains no …Rs element")
+        return Outcome(F)
+    foreign = [s.request_id for s in statuses if s.request_id and not s.request_id.startswith(f"{job.id}.")]
+    if foreign:
+        raise ResponseMismatch(
+            f"the answer carries requestID {foreign[0]!r}, which does not belong to job {job.id}"
+        )
+    job.statuses = [_status_dict(s) for s in statuses]
     failing = [s for s in statuses if s.failed]
     status = failing[0] if failing else statuses[-1]
-    job.status_code = status.code
-    job.status_severity = status.severity
-    job.status_message = status.message
+    job.status_code, job.status_severity, job.status_message = status.code, status.severity, status.message
     if failing:
-        error = f"{status.request_type} failed with status {status.code}: {status.message}"
-        if len(failing) > 1:
-            error += f" ({len(failing)} of {len(statuses)} requests failed)"
-        _finish(job, JobState.FAILED, now, error=error)
-    else:
-        _finish(job, JobState.DONE, now)
-    return Answer(failed=bool(failing), status=status)
+        return _record_failure(db, job, response, statuses, failing, now)
+    if status.iterator_id and (status.iterator_remaining or 0) > 0:
+        return _record_page(db, job, response, status, now)
+    job.response_xml = _merge_pages(db, job, response)
+    job.iterator_id = None
+    _move(db, job, D, now, "answered")
+    return Outcome(D, status)
+
+
+def _record_failure(
+    db: Session, job: Job, response: str, statuses: list[ResponseStatus], failing: list[ResponseStatus],
+    now: datetime,
+) -> Outcome:
+    first = failing[0]
+    if first.code == ITERATOR_EXPIRED and job.page_size:
+        _discard_pages(db, job)
+        job.attempts += 1
+        if job.attempts <= MAX_ATTEMPTS:
+            _requeue(db, job, now, "the QuickBooks iterator expired (3391); the query starts over next session")
+            return Outcome(Q, first)
+    nothing_applied = all(s.code in TRANSIENT_CODES or s.code == NOT_PROCESSED for s in failing) and not any(
+        not s.failed for s in statuses
+    )
+    if first.code in TRANSIENT_CODES and nothing_applied and job.attempts < MAX_ATTEMPTS:
+        job.attempts += 1
+        delay = RETRY_BASE_SECONDS * 2 ** (job.attempts - 1)
+        job.response_xml = response
+        _requeue(db, job, now, f"QuickBooks was busy ({first.code}: {first.message}); retry {job.attempts} of "
+                               f"{MAX_ATTEMPTS} in {delay} s", not_before=now + timedelta(seconds=delay))
+        return Outcome(Q, first)
+    job.response_xml = response
+    error = f"{first.request_type} failed with status {first.code}: {first.message}"
+    if len(statuses) > 1:
+        error += f" ({len(failing)} of {len(statuses)} requests failed)"
+    _move(db, job, F, now, error)
+    return Outcome(F, first)
+
+
+def _record_page(db: Session, job: Job, response: str, status: ResponseStatus, now: datetime) -> Outcome:
+    seq = db.scalar(select(func.count()).select_from(JobPage).where(JobPage.job_id == job.id)) or 0
+    db.add(JobPage(job_id=job.id, seq=seq, response_xml=response))
+    job.iterator_id = status.iterator_id
+    job.sent_at = None  # answered; the next page is asked for by the next sendRequestXML
+    job.updated_at = now
+    _record(db, job, S, S, now, f"page {seq + 1} received, {status.iterator_remaining} records remain")
+    return Outcome(S, status, continues=True)
+
+
+def _merge_pages(db: Session, job: Job, last: str) -> str:
+    pages = list(db.scalars(select(JobPage.response_xml).where(JobPage.job_id == job.id).order_by(JobPage.seq)))
+    if not pages:
+        return last
+    _discard_pages(db, job)
+    return qbxml.merge_pages([*pages, last])
+
+
+def _discard_pages(db: Session, job: Job) -> None:
+    db.execute(delete(JobPage).where(JobPage.job_id == job.id))
+    job.iterator_id = None
 
 
 def record_rejection(db: Session, job: Job, hresult: str, message: str, now: datetime, error: str) -> None:
     """The request processor refused the request outright (an HRESULT, no response)."""
     job.hresult = hresult
     job.status_message = message
-    _finish(job, JobState.FAILED, now, error=error)
+    _move(db, job, F, now, error)
 
 
-def fail(job: Job, now: datetime, error: str) -> None:
-    _finish(job, JobState.FAILED, now, error=error)
+def fail(db: Session, job: Job, now: datetime, error: str) -> None:
+    _move(db, job, F, now, error)
 
 
-def _finish(job: Job, state: JobState, now: datetime, error: str | None = None) -> None:
-    job.state = state.value
-    job.error = error
-    job.updated_at = now
-    job.finished_at = now
+def _status_dict(status: ResponseStatus) -> dict[str, object]:
+    return {"request_type": status.request_type, "request_id": status.request_id, "code": status.code,
+            "severity": status.severity, "message": status.message}
 
+
+# -- sessions that end ------------------------------------------------------------
 
 IN_DOUBT_TEXT = (
-    "The Web Connector session ended before QuickBooks' answer to this write came back, so "
-    "QuickBooks may or may not have applied it. Check in QuickBooks whether {types} was recorded; "
-    "then run 'qwc-service job retry {id}' to send it again or 'qwc-service job cancel {id}' "
-    "if it is already there. It will not be resent by itself."
+    "{reason}: QuickBooks may or may not have applied this write. Check in QuickBooks whether "
+    "{types} was recorded; then run 'qwc-service job retry {id}' to send it again, or "
+    "'qwc-service job cancel {id}' if it is already there. It will not be resent by itself."
 )
 
 
 def release_unanswered(db: Session, session_id: int, now: datetime, reason: str) -> tuple[int, int]:
     """Settle the jobs a session left without an answer: (requeued, in doubt).
 
-    A query is harmless to repeat, so it goes back to the queue. A write may
+    A query is harmless to repeat, so it goes back to the queue (an iterated
+    one starts over: iterators die with the QuickBooks session). A write may
     already be in the company file, so it waits for a person.
     """
     requeued = in_doubt = 0
-    for job in db.scalars(
-        select(Job).where(Job.session_id == session_id, Job.state == JobState.SENT.value)
-    ):
-        job.updated_at = now
+    for job in db.scalars(select(Job).where(Job.session_id == session_id, Job.state == S.value)):
         if job.is_write:
-            job.state = JobState.IN_DOUBT.value
-            job.error = f"{reason}. " + IN_DOUBT_TEXT.format(
-                types=job.request_types.replace(" ", ", "), id=job.id
-            )
+            _move(db, job, I, now, IN_DOUBT_TEXT.format(reason=reason, types=job.request_types.replace(" ", ", "),
+                                                       id=job.id))
             in_doubt += 1
         else:
-            job.state = JobState.QUEUED.value
-            job.session_id = None
-            job.sent_at = None
+            _discard_pages(db, job)
+            _requeue(db, job, now, f"{reason}; the query will be sent again")
             requeued += 1
     return requeued, in_doubt
+
+
+def _requeue(db: Session, job: Job, now: datetime, reason: str, not_before: datetime | None = None) -> None:
+    _move(db, job, Q, now, reason)
+    job.session_id = None
+    job.sent_at = None
+    job.not_before = not_before
+    job.error = reason if not_before else None
+
+
+# -- a person's decisions ---------------------------------------------------------------
+
+
+def cancel(db: Session, job_id: int, now: datetime, reason: str = "cancelled") -> Job:
+    job = _locked(db, job_id)
+    if JobState(job.state) not in (Q, I):
+        raise TransitionRefused(f"job {job_id} is {job.state}; only queued or in-doubt jobs can be cancelled")
+    _move(db, job, C, now, reason)
+    return job
+
+
+def retry(db: Session, job_id: int, now: datetime, reason: str = "retried") -> Job:
+    job = _locked(db, job_id)
+    if JobState(job.state) not in (F, I):
+        raise TransitionRefused(f"job {job_id} is {job.state}; only failed or in-doubt jobs can be retried")
+    for column in ("response_xml", "statuses", "status_code", "status_severity", "status_message", "hresult",
+                   "iterator_id", "finished_at"):
+        setattr(job, column, None)
+    job.attempts = 0
+    _discard_pages(db, job)
+    _requeue(db, job, now, reason)
+    job.error = None
+    return job
+
+
+def _locked(db: Session, job_id: int) -> Job:
+    job = db.get(Job, job_id, with_for_update=True)
+    if job is None:
+        raise NotFound(f"no job with id {job_id}")
+    return job
+
+
+# -- the state machine ------------------------------------------------------------------
+
+
+def _move(db: Session, job: Job, to: JobState, now: datetime, reason: str) -> None:
+    current = JobState(job.state)
+    if to not in TRANSITIONS[current]:
+        raise TransitionRefused(f"job {job.id} cannot go from {current.value} to {to.value}")
+    job.state = to.value
+    job.updated_at = now
+    if to in (D, F, C, I):
+        job.finished_at = now
+        if to in (F, I):
+            job.error = reason
+    _record(db, job, current, to, now, reason)
+    if to in (F, C):
+        _fail_dependents(db, job, now)
+
+
+def _record(db: Session, job: Job, old: JobState | None, new: JobState, now: datetime, reason: str) -> None:
+    db.add(JobEvent(job_id=job.id, at=now, from_state=old.value if old else "", to_state=new.value,
+                    reason=reason[:4000]))
+
+
+def _fail_dependents(db: Session, job: Job, now: datetime) -> None:
+    """A job that failed or was cancelled takes the queued jobs waiting for it along."""
+    waiting = db.scalars(
+        select(Job).join(JobDependency, JobDependency.job_id == Job.id)
+        .where(JobDependency.depends_on_id == job.id, Job.state == Q.value)
+    ).all()
+    for dependent in waiting:
+        _move(db, dependent, F, now, _dependency_reason(job))
+
+
+# -- reading ------------------------------------------------------------------------------
 
 
 def get_job(db: Session, job_id: int) -> Job:
@@ -194,16 +469,41 @@ def get_job(db: Session, job_id: int) -> Job:
     return job
 
 
+def history(db: Session, job_id: int) -> list[JobEvent]:
+    return list(db.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)))
+
+
+def dependencies(db: Session, job_id: int) -> list[int]:
+    return list(db.scalars(select(JobDependency.depends_on_id).where(JobDependency.job_id == job_id)))
+
+
 def list_jobs(
     db: Session,
     *,
     connection_id: int | None = None,
     states: Sequence[str] = (),
     limit: int = 1000,
+    before_id: int | None = None,
 ) -> list[Job]:
+    """Newest first; ``before_id`` continues a listing (cursor pagination)."""
     query = select(Job).order_by(Job.id.desc()).limit(limit)
     if connection_id is not None:
         query = query.where(Job.connection_id == connection_id)
     if states:
         query = query.where(Job.state.in_(list(states)))
+    if before_id is not None:
+        query = query.where(Job.id < before_id)
     return list(db.scalars(query))
+
+
+def prune(db: Session, older_than: datetime) -> int:
+    """Drop the payloads of jobs finished before ``older_than``; pending jobs are never touched."""
+    finished = select(Job.id).where(Job.state.in_([D.value, F.value, C.value]), Job.finished_at < older_than,
+                                    or_(Job.response_xml.is_not(None), Job.request_xml != ""))
+    ids = list(db.scalars(finished))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        db.execute(
+            Job.__table__.update().where(Job.id.in_(chunk)).values(response_xml=None, request_xml="", statuses=None)
+        )
+    return len(ids)

@@ -127,11 +127,11 @@ def add_connection(db: sessionmaker[Session], fast_passwords: Passwords, clock: 
 
 @pytest.fixture
 def enqueue(db: sessionmaker[Session], clock: FakeClock) -> Callable[..., Job]:
-    def add(connection: Connection, request: str, priority: int = 0) -> Job:
+    def add(connection: Connection, request: str, **options: object) -> Job:
         with db.begin() as s:
             conn = s.get(Connection, connection.id)
             assert conn is not None
-            return queue.enqueue(s, conn, request, now=clock(), priority=priority)
+            return queue.enqueue(s, conn, request, now=clock(), **options).job  # type: ignore[arg-type]
 
     return add
 

@@ -23,7 +23,7 @@ ADD_OK = sample("qbxml_CustomerAddRs_statusCode0_qbwc-gem-fixture.xml")
 QUERY_ERROR = sample("qbxml_CustomerQueryRs_statusCode3120_Error_qbwc-gem-fixture.xml")
 QUERY_WARN = sample("qbxml_CustomerQueryRs_statusCode500_Warn_qbwc-gem-fixture.xml")
 EMPTY_QUERY = (
-    '<?xml version="1.0" ?><QBXML><QBXMLMsgsRs><CustomerQueryRs requestID="1" statusCode="1" '
+    '<?xml version="1.0" ?><QBXML><QBXMLMsgsRs><CustomerQueryRs statusCode="1" '
     'statusSeverity="Info" statusMessage="A query request did not find a matching object in QuickBooks" />'
     "</QBXMLMsgsRs></QBXML>"
 )
@@ -54,10 +54,10 @@ def test_whole_session_with_several_jobs(
     assert len(auth.ticket) >= 32
 
     request = first_request(conversation, auth.ticket)
-    assert "<CustomerAddRq>" in request and '<?qbxml version="13.0"?>' in request
+    assert "<CustomerAddRq requestID=" in request and '<?qbxml version="13.0"?>' in request
     assert conversation.receive_response_xml(auth.ticket, ADD_OK) == 33
 
-    assert "<CustomerQueryRq>" in conversation.send_request_xml(auth.ticket, "", "", "US", 13, 0)
+    assert "<CustomerQueryRq requestID=" in conversation.send_request_xml(auth.ticket, "", "", "US", 13, 0)
     assert conversation.receive_response_xml(auth.ticket, EMPTY_QUERY) == 66
 
     conversation.send_request_xml(auth.ticket, "", "", "US", 13, 0)
@@ -213,7 +213,7 @@ def test_unanswered_query_is_requeued_and_unanswered_write_is_in_doubt(
     assert f"qwc-service job retry {write.id}" in in_doubt.error
 
     auth = login(conversation)
-    assert "<CustomerQueryRq>" in first_request(conversation, auth.ticket)
+    assert "<CustomerQueryRq requestID=" in first_request(conversation, auth.ticket)
     conversation.close_connection(auth.ticket)
     assert get_job(read.id).state == "queued"
 
@@ -238,7 +238,7 @@ def test_second_run_is_busy_until_the_first_falls_silent(
     assert get_job(write.id).state == "in_doubt"
     assert "took over" in get_job(write.id).error
     assert conversation.send_request_xml(old.ticket, "", "", "US", 13, 0) == ""
-    assert "<CustomerQueryRq>" in first_request(conversation, new.ticket)
+    assert "<CustomerQueryRq requestID=" in first_request(conversation, new.ticket)
 
 
 def test_unknown_and_closed_tickets_get_harmless_answers(conversation, add_connection, enqueue) -> None:
@@ -327,3 +327,14 @@ def test_interactive_mode_is_declined(conversation) -> None:
     assert conversation.get_interactive_url("t", "s") == ""
     assert conversation.interactive_done("t") == "Done"
     assert "interactive" in conversation.interactive_rejected("t", "no")
+
+
+def test_an_answer_for_another_job_stops_the_session(conversation, add_connection, enqueue, get_job) -> None:
+    conn = add_connection()
+    job = enqueue(conn, CUSTOMER_ADD)
+    auth = login(conversation)
+    assert f'requestID="{job.id}.0"' in first_request(conversation, auth.ticket)
+    stray = ADD_OK.replace("<CustomerAddRs ", '<CustomerAddRs requestID="999.0" ')
+    assert conversation.receive_response_xml(auth.ticket, stray) < 0
+    assert "does not belong" in conversation.get_last_error(auth.ticket)
+    assert get_job(job.id).state == "in_doubt"  # we cannot tell what QuickBooks did with it

@@ -59,11 +59,36 @@ def test_line_numbers_point_at_the_problem() -> None:
         qbxml.prepare_request('<QBXML>\n<QBXMLMsgsRq onError="stopOnError">\n<Nope/>\n</QBXMLMsgsRq></QBXML>')
 
 
-def test_render_puts_the_version_first() -> None:
-    xml = qbxml.prepare_request("<CustomerQueryRq/>").xml
-    rendered = qbxml.render_request(xml, "12.0")
+def test_render_puts_the_version_first_and_tags_every_request() -> None:
+    xml = qbxml.prepare_request('<CustomerQueryRq requestID="mine"/><InvoiceAddRq/>').xml
+    rendered = qbxml.render_request(xml, "12.0", job_id=42)
     assert rendered.splitlines()[0].startswith("<?xml")
     assert rendered.splitlines()[1].startswith('<?qbxml version="12.0"?>')
+    assert '<CustomerQueryRq requestID="42.0"/><InvoiceAddRq requestID="42.1"/>' in rendered
+
+
+def test_paging_a_query() -> None:
+    xml = qbxml.start_iterator(qbxml.prepare_request("<InvoiceQueryRq><IncludeLineItems>true</IncludeLineItems>"
+                                                     "</InvoiceQueryRq>").xml, 50)
+    assert '<InvoiceQueryRq iterator="Start"><MaxReturned>50</MaxReturned><IncludeLineItems>' in xml
+    continued = qbxml.render_request(xml, "13.0", job_id=7, iterator_id="{abc}")
+    assert 'iterator="Continue"' in continued and 'iteratorID="{abc}"' in continued
+
+
+def test_merging_pages_keeps_every_record_in_order() -> None:
+    page = ('<QBXML><QBXMLMsgsRs><InvoiceQueryRs statusCode="0" statusSeverity="Info" statusMessage="ok" '
+            'iteratorRemainingCount="{left}" iteratorID="{{i}}"><InvoiceRet><TxnID>{n}</TxnID></InvoiceRet>'
+            "</InvoiceQueryRs></QBXMLMsgsRs></QBXML>")
+    merged = qbxml.merge_pages([page.format(left=2, n=1), page.format(left=1, n=2), page.format(left=0, n=3)])
+    (status,) = qbxml.read_statuses(merged)
+    assert status.iterator_remaining == 0
+    assert [t.text for t in qbxml.parse_document(merged).iter("TxnID")] == ["1", "2", "3"]
+
+
+def test_text_outside_latin1_is_flagged() -> None:
+    xml = qbxml.prepare_request("<CustomerAddRq><CustomerAdd><Name>Café ☕</Name></CustomerAdd></CustomerAddRq>").xml
+    (warning,) = qbxml.unrepresentable_text(xml)
+    assert "<Name>" in warning and "U+2615" in warning and "é" not in warning.split("characters")[1]
 
 
 @pytest.mark.parametrize("name,code,severity", [

@@ -58,7 +58,7 @@ def test_whole_session_with_raw_qbwc_envelopes(live_server, add_connection, enqu
         assert "<Name>Joe &amp; Sons</Name>" in request  # a plain string, escaped once by SOAP
         assert request.startswith("<?xml") and '<?qbxml version="13.0"?>' in request
         assert receive(client, ticket, ADD_OK) == 50
-        assert "<CustomerQueryRq>" in send_request(client, ticket)
+        assert "<CustomerQueryRq requestID=" in send_request(client, ticket)
         assert receive(client, ticket, QUERY_ERROR) == 100
         closing = client.call("closeConnection", ("ticket", ticket)).result("closeConnection")
         assert closing == "1 job done, 1 failed"
@@ -113,7 +113,7 @@ def test_zeep_drives_a_session_from_our_wsdl(live_server, add_connection, enqueu
     ticket, status = service.authenticate("acme-sync", "correct horse")
     assert status in ("", None)
     request = service.sendRequestXML(ticket, HCP, "", "US", 13, 0)
-    assert "<CustomerQueryRq>" in request
+    assert "<CustomerQueryRq requestID=" in request
     assert service.receiveResponseXML(ticket, QUERY_ERROR, "", "") == 100
     assert service.closeConnection(ticket) == "0 jobs done, 1 failed"
     assert get_job(job.id).status_code == 3120
