@@ -3,3 +3,14 @@
 from . import _spyne_compat  # noqa: F401  (lets spyne import on Python 3.12+; cheap, no spyne import)
 
 __version__ = "0.1.0"
+
+__all__ = ["QueueClient", "JobInfo", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    # The client pulls in SQLAlchemy; load it only when someone asks for it.
+    if name in ("QueueClient", "JobInfo"):
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, NoReturn, TypeVar
 
 import click
@@ -21,7 +21,8 @@ from . import __version__, authentication, connections, database, queue
 from .config import ConfigError, Settings
 from .database import DatabaseError
 from .exceptions import QwcError
-from .models import Connection, Job, JobState
+from .client import QueueClient
+from .models import Connection, JobState
 from .passwords import Passwords
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,6 +35,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (QwcError, ConfigError, DatabaseError) as exc:
+            _fail(str(exc))
+        except ValueError as exc:  # e.g. an unknown state name from the Python client
             _fail(str(exc))
         except SQLAlchemyError as exc:
             _fail(f"database error: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
@@ -300,98 +303,168 @@ def _connection_dict(conn: Connection) -> dict[str, Any]:
 # -- jobs ------------------------------------------------------------------
 
 
+def _client(ctx: _Context) -> QueueClient:
+    return QueueClient(engine=ctx.engine, migrate=False)
+
+
+def _parse_time(value: str) -> datetime:
+    """ISO 8601 (UTC when no zone is given) or a delay from now such as 90s, 10m, 2h, 1d."""
+    delay = _parse_duration(value, required=False)
+    if delay is not None:
+        return _now() + delay
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither an ISO 8601 time nor a delay like 10m") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _parse_duration(value: str, required: bool = True) -> timedelta | None:
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    number, unit = value[:-1], value[-1:].lower()
+    if unit in units and number.isdigit():
+        return timedelta(**{units[unit]: int(number)})
+    if required:
+        raise click.BadParameter(f"{value!r} is not a duration like 30d, 12h, 90m or 45s")
+    return None
+
+
 @main.command()
 @click.argument("name")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @click.option("--priority", type=int, default=0, show_default=True, help="Higher goes first.")
+@click.option("--after", "after", type=int, multiple=True, metavar="ID",
+              help="Wait until job ID is done (repeatable); fail if it fails or is cancelled.")
+@click.option("--key", help="Dedupe key: while a queued job has this key, return it instead of adding one.")
+@click.option("--replace", is_flag=True, help="With --key: give the queued job this payload.")
+@click.option("--not-before", "not_before", help="Do not send before this time (ISO 8601, or a delay like 10m).")
+@click.option("--page-size", type=click.IntRange(1, 100000), help="Page a single query with an iterator.")
+@click.option("--webhook", "webhook_url", help="URL called when the job is settled.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as one JSON document instead of its id.")
 @pass_context
-def enqueue(ctx: _Context, name: str, file: Any, priority: int) -> None:
+def enqueue(ctx: _Context, name: str, file: Any, priority: int, after: tuple[int, ...], key: str | None,
+            replace: bool, not_before: str | None, page_size: int | None, webhook_url: str | None,
+            as_json: bool) -> None:
     """Queue the qbXML in FILE (or - for stdin) for connection NAME; prints the job id."""
     try:
         text = file.read()
     except UnicodeDecodeError as exc:
         _fail(f"{file.name} is not UTF-8 text ({exc.reason} at byte {exc.start})")
-    with ctx.transaction() as db:
-        conn = connections.get_connection(db, name)
-        job = queue.enqueue(db, conn, text, now=_now(), priority=priority).job
-        click.echo(job.id)
+    if replace and key is None:
+        _fail("--replace needs --key")
+    when = _parse_time(not_before) if not_before else None
+    info = _client(ctx).enqueue(name, text, priority=priority, after=after, key=key, replace=replace,
+                                not_before=when, page_size=page_size, webhook_url=webhook_url)
+    for warning in info.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if not info.created:
+        click.echo(f"note: job {info.id} with key {key!r} is still queued; "
+                   f"{'its payload was replaced' if replace else 'no new job was added'}", err=True)
+    click.echo(json.dumps(info.to_dict(), indent=2) if as_json else info.id)
 
 
 @main.command()
 @click.option("--connection", "connection_name", help="Only this connection's jobs.")
-@click.option(
-    "--state",
-    type=click.Choice([s.value for s in JobState]),
-    multiple=True,
-    help="Only jobs in this state (repeatable).",
-)
+@click.option("--state", type=click.Choice([s.value for s in JobState]), multiple=True,
+              help="Only jobs in this state (repeatable).")
 @click.option("--limit", type=click.IntRange(1, 100000), default=100, show_default=True)
+@click.option("--before", "before_id", type=int, help="Only jobs with a smaller id (the next page).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_context
-def jobs(ctx: _Context, connection_name: str | None, state: tuple[str, ...], limit: int, as_json: bool) -> None:
+def jobs(ctx: _Context, connection_name: str | None, state: tuple[str, ...], limit: int, before_id: int | None,
+         as_json: bool) -> None:
     """List jobs, newest first."""
-    with ctx.transaction() as db:
-        connection_id = None
-        names = {c.id: c.name for c in connections.list_connections(db)}
-        if connection_name is not None:
-            connection_id = connections.get_connection(db, connection_name).id
-        rows = [
-            _job_dict(j, names.get(j.connection_id, "?"), payloads=False)
-            for j in queue.list_jobs(db, connection_id=connection_id, states=state, limit=limit)
-        ]
+    infos = _client(ctx).list(connection=connection_name, states=state, limit=limit, before_id=before_id)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([i.to_dict() for i in infos], indent=2))
         return
-    if not rows:
+    if not infos:
         click.echo("no jobs")
         return
-    for row in rows:
-        status = "" if row["status_code"] is None else f" status={row['status_code']}"
-        click.echo(f"{row['id']}\t{row['state']}\t{row['connection']}\t{row['request_types']}{status}")
+    for info in infos:
+        status = "" if info.status_code is None else f" status={info.status_code}"
+        click.echo(f"{info.id}\t{info.state}\t{info.connection}\t{' '.join(info.request_types)}{status}")
 
 
-@main.command("job")
+class _JobGroup(click.Group):
+    """``job ID`` shows a job; ``job retry ID`` and ``job cancel ID`` act on it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+@main.group("job", cls=_JobGroup)
+def job_group() -> None:
+    """Show one job (job ID), or resolve it (job retry ID, job cancel ID)."""
+
+
+@job_group.command("show")
 @click.argument("job_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @pass_context
 def job_show(ctx: _Context, job_id: int, as_json: bool) -> None:
-    """Show one job: state, status, error text, request and response."""
-    with ctx.transaction() as db:
-        job = queue.get_job(db, job_id)
-        name = db.get(Connection, job.connection_id).name  # type: ignore[union-attr]
-        row = _job_dict(job, name, payloads=True)
+    """State, status code and message, error text, history, request and response."""
+    info = _client(ctx).get(job_id)
     if as_json:
-        click.echo(json.dumps(row, indent=2))
+        click.echo(json.dumps(info.to_dict(), indent=2))
         return
-    for key in ("id", "connection", "state", "priority", "request_types", "status_code",
-                "status_severity", "status_message", "hresult", "error", "created_at", "finished_at"):
-        if row[key] not in (None, ""):
-            click.echo(f"{key}: {row[key]}")
+    row = info.to_dict()
+    for key in ("id", "connection", "state", "priority", "request_types", "after", "dedupe_key", "not_before",
+                "attempts", "status_code", "status_severity", "status_message", "hresult", "error", "created_at",
+                "finished_at"):
+        value = row.get(key)
+        if value not in (None, "", [], 0) or key in ("id", "state"):
+            click.echo(f"{key}: {' '.join(map(str, value)) if isinstance(value, list) else value}")
+    click.echo("history:")
+    for event in info.history:
+        click.echo(f"  {event.at.isoformat()}  {event.from_state or '-'} -> {event.to_state}  {event.reason}")
     click.echo("request:")
-    click.echo(row["request"])
-    if row["response"]:
+    click.echo(info.request or "(pruned)")
+    if info.response:
         click.echo("response:")
-        click.echo(row["response"])
+        click.echo(info.response)
 
 
-def _job_dict(job: Job, connection_name: str, *, payloads: bool) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": job.id,
-        "connection": connection_name,
-        "state": job.state,
-        "priority": job.priority,
-        "request_types": job.request_types,
-        "is_write": job.is_write,
-        "status_code": job.status_code,
-        "status_severity": job.status_severity,
-        "status_message": job.status_message,
-        "hresult": job.hresult,
-        "error": job.error,
-        "created_at": job.created_at.isoformat(),
-        "sent_at": job.sent_at.isoformat() if job.sent_at else None,
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-    }
-    if payloads:
-        data["request"] = job.request_xml
-        data["response"] = job.response_xml
-    return data
+@job_group.command("cancel")
+@click.argument("job_id", type=int)
+@pass_context
+def job_cancel(ctx: _Context, job_id: int) -> None:
+    """Withdraw a queued job, or settle an in-doubt write that is already in QuickBooks."""
+    info = _client(ctx).cancel(job_id)
+    click.echo(f"job {info.id} cancelled")
+
+
+@job_group.command("retry")
+@click.argument("job_id", type=int)
+@pass_context
+def job_retry(ctx: _Context, job_id: int) -> None:
+    """Queue a failed job again, or resend an in-doubt write that QuickBooks does not have."""
+    info = _client(ctx).retry(job_id)
+    click.echo(f"job {info.id} queued again")
+
+
+main.add_command(job_cancel, "cancel")
+main.add_command(job_retry, "retry")
+
+
+@main.command()
+@click.option("--older-than", "older_than", required=True, help="Age of finished jobs to prune, e.g. 30d.")
+@pass_context
+def prune(ctx: _Context, older_than: str) -> None:
+    """Remove the request and response of jobs finished longer ago than --older-than."""
+    age = _parse_duration(older_than)
+    assert age is not None
+    with ctx.transaction() as db:
+        count = queue.prune(db, _now() - age)
+    click.echo(f"pruned the payloads of {count} finished job{'s' if count != 1 else ''}")
+
+
+@main.command()
+@click.argument("code")
+def explain(code: str) -> None:
+    """Explain a QuickBooks status code, HRESULT or QBWC code, offline."""
+    from . import diagnosis
+
+    click.echo(diagnosis.explain(code))

@@ -198,8 +198,9 @@ class Conversation:
                 queue.release_unanswered(db, session.id, now, "The Web Connector asked for new work instead of "
                                                               "answering this job")
             facts = HostFacts.from_dict(session.host_facts)
-            page = queue.next_page(db, session.id, now)
+            page = queue.next_page(db, session.id)
             if page is not None:
+                queue.send_page(page, now)
                 log.info("sendRequestXML: session=%s job=%s next page", session.id, page.id)
                 return self._render(db, page, facts, session, now) or ""
             while True:
@@ -292,7 +293,7 @@ class Conversation:
     def _progress(self, db: Session, session: WebConnectorSession, now: datetime) -> int:
         """Percent done; 100 only when nothing this session could still send remains."""
         remaining = queue.work_count(db, session.connection_id, now)
-        if queue.next_page(db, session.id, now) is not None:
+        if queue.next_page(db, session.id) is not None:
             remaining += 1
         if remaining == 0:
             return 100
@@ -313,8 +314,12 @@ class Conversation:
             failing = [s for s in job.statuses if str(s.get("code")) == code]
             request_type = str(failing[0]["request_type"]) if failing else request_type
         found = diagnosis.diagnose(code or None, message, request_type, context)
-        text = f"{found.summary}\n{found.details}".strip() if found.details else found.summary
-        return _Found(text=f"Job {job.id}: {text}", stops_session=found.stops_session)
+        summary = f"Job {job.id}: {found.summary}"
+        if job.statuses and len(job.statuses) > 1:
+            failed = sum(1 for s in job.statuses if s.get("severity") == "Error")
+            summary += f" ({failed} of {len(job.statuses)} requests failed)"
+        text = f"{summary}\n{found.details}" if found.details else summary
+        return _Found(text=text, stops_session=found.stops_session)
 
     def connection_error(self, ticket: str, hresult: str, message: str) -> str:
         """QuickBooks could not be opened: record why and stop (``"done"``)."""

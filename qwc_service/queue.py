@@ -224,15 +224,18 @@ def outstanding(db: Session, session_id: int) -> Job | None:
     )
 
 
-def next_page(db: Session, session_id: int, now: datetime) -> Job | None:
-    """A paged query of this session whose next page should be asked for now."""
-    job = db.scalar(
+def next_page(db: Session, session_id: int) -> Job | None:
+    """A paged query of this session whose next page is yet to be asked for."""
+    return db.scalar(
         select(Job).where(Job.session_id == session_id, Job.state == S.value, Job.sent_at.is_(None),
                           Job.iterator_id.is_not(None)).limit(1)
     )
-    if job is not None:
-        job.sent_at = now
-    return job
+
+
+def send_page(job: Job, now: datetime) -> None:
+    """The next page of a paged query goes out: its answer is awaited again."""
+    job.sent_at = now
+    job.updated_at = now
 
 
 # -- answers -----------------------------------------------------------------------

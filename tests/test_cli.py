@@ -41,7 +41,7 @@ def test_connection_add_list_and_enqueue(cli, tmp_path) -> None:
 
     listed = json.loads(cli("jobs", "--json").output)
     assert [(j["id"], j["state"], j["request_types"], j["is_write"]) for j in listed] == [
-        (second, "queued", "CustomerAdd", True), (first, "queued", "CustomerQuery", False)]
+        (second, "queued", ["CustomerAdd"], True), (first, "queued", ["CustomerQuery"], False)]
     assert "request" not in listed[0]  # lists stay small; payloads are per job
     shown = json.loads(cli("job", str(first), "--json").output)
     assert "<MaxReturned>5</MaxReturned>" in shown["request"] and shown["response"] is None
@@ -93,3 +93,43 @@ def test_serve_answers_on_the_port(spawn_server, tmp_path) -> None:
     url = spawn_server()
     assert requests.get(url, timeout=5).status_code == 200
     assert url.rsplit(":", 1)[1] in "".join(p.read_text() for p in tmp_path.glob("server-*.log"))
+
+
+def test_job_controls_and_history(cli, db) -> None:
+    cli("connection", "add", "acme", "--user", "acme-sync", "--password-stdin", input="pw\n")
+    customer = int(cli("enqueue", "acme", "-", "--key", "cust-1", input="<CustomerAddRq><CustomerAdd/></CustomerAddRq>").output)
+    again = cli("enqueue", "acme", "-", "--key", "cust-1", input="<CustomerAddRq><CustomerAdd/></CustomerAddRq>")
+    assert int(again.output.splitlines()[-1]) == customer and "no new job was added" in again.output
+    invoice = json.loads(cli("enqueue", "acme", "-", "--after", str(customer), "--not-before", "2030-01-01T00:00:00",
+                             "--json", input="<InvoiceAddRq><InvoiceAdd/></InvoiceAddRq>").output)
+    assert invoice["after"] == [customer] and invoice["not_before"].startswith("2030-01-01T00:00:00+00:00")
+
+    assert "cancelled" in cli("job", "cancel", str(customer)).output
+    shown = json.loads(cli("job", str(invoice["id"]), "--json").output)
+    assert shown["state"] == "failed" and f"waits for job {customer}" in shown["error"]
+    assert [h["to_state"] for h in shown["history"]] == ["queued", "failed"]
+    assert "queued again" in cli("retry", str(invoice["id"])).output
+    refused = cli("job", "retry", str(invoice["id"]), ok=False)
+    assert refused.exit_code == 1 and "only failed or in-doubt jobs can be retried" in refused.output
+    assert "history:" in cli("job", str(invoice["id"])).output
+
+
+def test_warnings_and_bad_options(cli) -> None:
+    cli("connection", "add", "acme", "--user", "acme-sync", "--password-stdin", input="pw\n")
+    result = cli("enqueue", "acme", "-", input="<CustomerAddRq><CustomerAdd><Name>Tea ☕</Name></CustomerAdd></CustomerAddRq>")
+    assert "warning:" in result.output and "U+2615" in result.output
+    assert cli("enqueue", "acme", "-", "--replace", input="<CustomerQueryRq/>", ok=False).exit_code == 1
+    bad_time = cli("enqueue", "acme", "-", "--not-before", "tomorrow", input="<CustomerQueryRq/>", ok=False)
+    assert bad_time.exit_code != 0 and "ISO 8601" in bad_time.output
+    bad_after = cli("enqueue", "acme", "-", "--after", "999", input="<CustomerQueryRq/>", ok=False)
+    assert "--after 999" in bad_after.output
+    paged = cli("enqueue", "acme", "-", "--page-size", "10", input="<CustomerAddRq/>", ok=False)
+    assert "only a job with exactly one" in paged.output
+
+
+def test_prune_and_explain(cli) -> None:
+    assert "pruned the payloads of 0 finished jobs" in cli("prune", "--older-than", "30d").output
+    assert cli("prune", "--older-than", "soon", ok=False).exit_code != 0
+    explained = cli("explain", "3260").output
+    assert "3260" in explained and "permission" in explained.lower()
+    assert "0x80040408" in cli("explain", "0x80040408").output

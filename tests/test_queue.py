@@ -1,0 +1,286 @@
+"""The queue's promises: order, dependencies, scheduling, dedupe, retries, paging, and no write sent twice."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from lxml import etree
+
+from conftest import PG_URL, FakeClock
+from qwc_service import queue
+from qwc_service.conversation import Conversation
+from qwc_service.models import Connection, Job, JobEvent, JobState, WebConnectorSession
+
+ADD = "<CustomerAddRq><CustomerAdd><Name>Joe</Name></CustomerAdd></CustomerAddRq>"
+INVOICE = "<InvoiceAddRq><InvoiceAdd><CustomerRef><FullName>Joe</FullName></CustomerRef></InvoiceAdd></InvoiceAddRq>"
+QUERY = "<CustomerQueryRq/>"
+
+
+def respond(request: str, *codes: int, records: int = 0, iterator: tuple[str, int] | None = None) -> str:
+    """QuickBooks' answer to a request, echoing each requestID; one status code per request."""
+    sent = etree.fromstring(request.encode())
+    root = etree.Element("QBXML")
+    msgs = etree.SubElement(root, "QBXMLMsgsRs")
+    for index, rq in enumerate(sent.iterfind("QBXMLMsgsRq/*")):
+        code = codes[index] if index < len(codes) else 0
+        rs = etree.SubElement(msgs, rq.tag[:-2] + "Rs", requestID=rq.get("requestID", ""), statusCode=str(code),
+                              statusSeverity="Error" if code >= 3000 else "Info", statusMessage=f"status {code}")
+        if iterator is not None:
+            rs.set("iteratorID", iterator[0])
+            rs.set("iteratorRemainingCount", str(iterator[1]))
+        for n in range(records):
+            etree.SubElement(etree.SubElement(rs, "InvoiceRet"), "TxnID").text = f"{iterator and iterator[1]}-{n}"
+    return etree.tostring(root, encoding="unicode")
+
+
+@pytest.fixture
+def session(conversation: Conversation, add_connection):
+    """A connection, and a function that logs in and returns the ticket."""
+    conn = add_connection()
+
+    def login() -> str:
+        result = conversation.authenticate("acme-sync", "correct horse")
+        assert result.status in ("", "none"), result
+        return result.ticket
+
+    return conn, login
+
+
+def next_request(conversation: Conversation, ticket: str) -> str:
+    return conversation.send_request_xml(ticket, "", "", "US", 13, 0)
+
+
+def test_an_invoice_never_goes_before_its_customer(conversation, session, enqueue, get_job) -> None:
+    conn, login = session
+    customer = enqueue(conn, ADD)
+    invoice = enqueue(conn, INVOICE, after=[customer.id], priority=10)  # priority cannot jump the dependency
+    ticket = login()
+    first = next_request(conversation, ticket)
+    assert "<CustomerAddRq" in first
+    assert conversation.receive_response_xml(ticket, respond(first)) == 50
+    second = next_request(conversation, ticket)
+    assert "<InvoiceAddRq" in second
+    assert conversation.receive_response_xml(ticket, respond(second)) == 100
+    assert get_job(invoice.id).state == "done"
+
+
+def test_a_failed_dependency_fails_its_dependents_with_the_reason(conversation, session, enqueue, get_job) -> None:
+    conn, login = session
+    customer = enqueue(conn, ADD)
+    invoice = enqueue(conn, INVOICE, after=[customer.id])
+    payment = enqueue(conn, "<ReceivePaymentAddRq/>", after=[invoice.id])
+    ticket = login()
+    conversation.receive_response_xml(ticket, respond(next_request(conversation, ticket), 3100))
+    assert next_request(conversation, ticket) == ""
+    invoice, payment = get_job(invoice.id), get_job(payment.id)
+    assert invoice.state == "failed" and f"waits for job {customer.id} (CustomerAdd), which failed" in invoice.error
+    assert payment.state == "failed" and f"waits for job {invoice.id}" in payment.error
+
+
+def test_enqueue_after_a_cancelled_job_fails_at_once(db, session, enqueue, get_job, clock) -> None:
+    conn, _ = session
+    customer = enqueue(conn, ADD)
+    with db.begin() as s:
+        queue.cancel(s, customer.id, clock())
+    invoice = enqueue(conn, INVOICE, after=[customer.id])
+    assert invoice.state == "failed" and "was cancelled" in invoice.error
+
+
+def test_dependencies_must_belong_to_the_connection(db, session, add_connection, enqueue) -> None:
+    from qwc_service.exceptions import InvalidInput
+
+    conn, _ = session
+    other = enqueue(add_connection(name="other", username="other-sync"), QUERY)
+    with pytest.raises(InvalidInput, match=f"--after {other.id}"):
+        enqueue(conn, QUERY, after=[other.id])
+
+
+def test_scheduled_jobs_wait_without_opening_quickbooks(conversation, session, enqueue, clock: FakeClock) -> None:
+    conn, _ = session
+    enqueue(conn, QUERY, not_before=clock() + timedelta(hours=1))
+    assert conversation.authenticate("acme-sync", "correct horse").status == "none"
+    clock.advance(hours=1)
+    assert conversation.authenticate("acme-sync", "correct horse").status == ""
+
+
+def test_dedupe_key_returns_or_replaces_the_pending_job(db, session, clock) -> None:
+    conn, login = session
+    with db.begin() as s:
+        c = s.get(Connection, conn.id)
+        first = queue.enqueue(s, c, QUERY, now=clock(), key="sync-customers")
+        again = queue.enqueue(s, c, ADD, now=clock(), key="sync-customers")
+        assert (again.created, again.job.id, again.job.request_types) == (False, first.job.id, "CustomerQuery")
+        replaced = queue.enqueue(s, c, ADD, now=clock(), key="sync-customers", replace=True)
+        assert (replaced.created, replaced.job.request_types, replaced.job.is_write) == (False, "CustomerAdd", True)
+        replaced.job.state = JobState.DONE.value  # once it is no longer pending, the key is free
+        assert queue.enqueue(s, c, QUERY, now=clock(), key="sync-customers").created
+
+
+def test_transient_errors_retry_with_backoff_then_fail(conversation, session, enqueue, get_job, clock) -> None:
+    conn, login = session
+    job = enqueue(conn, ADD)
+    delays = []
+    for attempt in range(1, queue.MAX_ATTEMPTS + 2):
+        ticket = login()
+        request = next_request(conversation, ticket)
+        assert request, f"attempt {attempt} was not sent"
+        conversation.receive_response_xml(ticket, respond(request, 3175))
+        conversation.close_connection(ticket)
+        current = get_job(job.id)
+        if current.state == "failed":
+            break
+        delays.append((current.not_before - clock()).total_seconds())
+        clock.advance(seconds=delays[-1])
+    assert delays == [30, 60, 120, 240, 480]
+    assert current.state == "failed" and current.attempts == queue.MAX_ATTEMPTS
+    assert "3175" in current.error
+
+
+def test_no_retry_when_part_of_the_job_was_applied(conversation, session, enqueue, get_job) -> None:
+    conn, login = session
+    doc = ('<QBXML><QBXMLMsgsRq onError="continueOnError">' + ADD + INVOICE + "</QBXMLMsgsRq></QBXML>")
+    job = enqueue(conn, doc)
+    ticket = login()
+    conversation.receive_response_xml(ticket, respond(next_request(conversation, ticket), 0, 3175))
+    job = get_job(job.id)
+    assert job.state == "failed"  # retrying would add the customer twice
+    assert [s["code"] for s in job.statuses] == [0, 3175]
+    assert "1 of 2 requests failed" in job.error
+
+
+def test_paged_query_continues_in_the_session_and_merges_pages(conversation, session, enqueue, get_job) -> None:
+    conn, login = session
+    job = enqueue(conn, "<InvoiceQueryRq/>", page_size=2)
+    ticket = login()
+    first = next_request(conversation, ticket)
+    assert 'iterator="Start"' in first and "<MaxReturned>2</MaxReturned>" in first
+    assert conversation.receive_response_xml(ticket, respond(first, records=2, iterator=("{it}", 3))) < 100
+    second = next_request(conversation, ticket)
+    assert 'iterator="Continue"' in second and 'iteratorID="{it}"' in second
+    conversation.receive_response_xml(ticket, respond(second, records=2, iterator=("{it}", 1)))
+    third = next_request(conversation, ticket)
+    assert conversation.receive_response_xml(ticket, respond(third, records=1, iterator=("{it}", 0))) == 100
+    done = get_job(job.id)
+    assert done.state == "done"
+    ids = [t.text for t in etree.fromstring(done.response_xml.encode()).iter("TxnID")]
+    assert ids == ["3-0", "3-1", "1-0", "1-1", "0-0"]
+
+
+def test_a_session_ending_mid_iteration_starts_over(conversation, session, enqueue, get_job, db) -> None:
+    conn, login = session
+    job = enqueue(conn, "<InvoiceQueryRq/>", page_size=2)
+    ticket = login()
+    conversation.receive_response_xml(ticket, respond(next_request(conversation, ticket), records=2,
+                                                      iterator=("{old}", 5)))
+    conversation.close_connection(ticket)
+    assert get_job(job.id).state == "queued" and get_job(job.id).iterator_id is None
+    ticket = login()
+    restarted = next_request(conversation, ticket)
+    assert 'iterator="Start"' in restarted and "{old}" not in restarted
+
+
+def test_expired_iterator_restarts_the_query(conversation, session, enqueue, get_job) -> None:
+    conn, login = session
+    job = enqueue(conn, "<InvoiceQueryRq/>", page_size=2)
+    ticket = login()
+    conversation.receive_response_xml(ticket, respond(next_request(conversation, ticket), records=2,
+                                                      iterator=("{it}", 5)))
+    conversation.receive_response_xml(ticket, respond(next_request(conversation, ticket), 3391))
+    assert get_job(job.id).state == "queued"
+
+
+def test_in_doubt_write_is_resent_only_when_a_person_says_so(conversation, session, enqueue, get_job, db, clock):
+    conn, login = session
+    job = enqueue(conn, ADD)
+    ticket = login()
+    next_request(conversation, ticket)
+    conversation.close_connection(ticket)  # the answer never came
+    assert get_job(job.id).state == "in_doubt"
+    assert conversation.authenticate("acme-sync", "correct horse").status == "none"  # not resent by itself
+    with db.begin() as s:
+        queue.retry(s, job.id, clock(), "retried by a person")
+    ticket = login()
+    assert "<CustomerAddRq" in next_request(conversation, ticket)
+    with db.begin() as s:
+        states = [(e.from_state, e.to_state) for e in queue.history(s, job.id)]
+    assert states == [("", "queued"), ("queued", "sent"), ("sent", "in_doubt"), ("in_doubt", "queued"),
+                      ("queued", "sent")]
+
+
+@pytest.mark.parametrize("state,action,allowed", [
+    ("queued", "cancel", True), ("in_doubt", "cancel", True), ("sent", "cancel", False), ("done", "cancel", False),
+    ("failed", "retry", True), ("in_doubt", "retry", True), ("queued", "retry", False), ("done", "retry", False),
+])
+def test_people_can_only_make_safe_transitions(db, session, enqueue, clock, state, action, allowed) -> None:
+    conn, _ = session
+    job = enqueue(conn, ADD)
+    with db.begin() as s:
+        s.get(Job, job.id).state = state
+    with db.begin() as s:
+        if allowed:
+            getattr(queue, action)(s, job.id, clock())
+        else:
+            with pytest.raises(queue.TransitionRefused, match=f"job {job.id} is {state}"):
+                getattr(queue, action)(s, job.id, clock())
+
+
+def test_prune_drops_old_payloads_but_never_pending_jobs(db, session, enqueue, clock, get_job) -> None:
+    conn, _ = session
+    old_done, pending = enqueue(conn, QUERY), enqueue(conn, QUERY)
+    with db.begin() as s:
+        job = s.get(Job, old_done.id)
+        job.state, job.finished_at, job.response_xml = "done", clock() - timedelta(days=40), "<QBXML/>"
+    with db.begin() as s:
+        assert queue.prune(s, clock() - timedelta(days=30)) == 1
+    assert get_job(old_done.id).response_xml is None and get_job(old_done.id).request_xml == ""
+    assert get_job(pending.id).request_xml.startswith("<QBXML>")
+
+
+def test_responses_are_stored_compressed(db, session, enqueue, engine) -> None:
+    from sqlalchemy import text
+
+    conn, _ = session
+    job = enqueue(conn, QUERY)
+    big = "<QBXML><QBXMLMsgsRs>" + "<CustomerQueryRs statusCode='0'/>" * 5000 + "</QBXMLMsgsRs></QBXML>"
+    with db.begin() as s:
+        s.get(Job, job.id).response_xml = big
+    with engine.connect() as c:
+        stored = c.execute(text("SELECT response_xml FROM jobs WHERE id = :id"), {"id": job.id}).scalar()
+    assert len(stored) < len(big) / 20
+
+
+@pytest.mark.skipif(not PG_URL, reason="row locking across connections needs PostgreSQL")
+def test_concurrent_claims_never_share_a_job(db, session, enqueue, clock) -> None:
+    conn, _ = session
+    for _ in range(40):
+        enqueue(conn, QUERY)
+    with db.begin() as s:
+        sessions = []
+        for n in range(4):
+            row = WebConnectorSession(ticket_hash=f"{n:064d}", connection_id=conn.id, created_at=clock(),
+                                      last_seen_at=clock())
+            s.add(row)
+            s.flush()
+            sessions.append(row.id)
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def worker(session_id: int) -> None:
+        while True:
+            with db.begin() as s:
+                job = queue.claim_next(s, conn.id, session_id, clock())
+                if job is None:
+                    return
+                with lock:
+                    claimed.append(job.id)
+
+    threads = [threading.Thread(target=worker, args=(sid,)) for sid in sessions]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(claimed) == 40 and len(set(claimed)) == 40
+    with db.begin() as s:
+        assert s.query(JobEvent).filter_by(to_state="sent").count() == 40
