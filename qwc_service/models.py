@@ -125,6 +125,10 @@ class Connection(Base):
     always_open: Mapped[bool] = mapped_column(Boolean, default=False)
     #: authenticate's fourth element: the shortest Auto-Run interval QBWC may use.
     min_run_every_seconds: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    #: Called when any of this connection's jobs is settled (a job's own URL wins).
+    webhook_url: Mapped[Optional[str]] = mapped_column(String(2000), nullable=True)
+    #: Key for the HMAC-SHA256 signature of webhook bodies (shown to the integrator).
+    webhook_secret: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -310,3 +314,57 @@ class AuthCounter(Base):
     #: How many lockouts in a row; each one lasts twice as long as the last.
     level: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    """A bearer token for the HTTP API, stored only as a SHA-256 hash.
+
+    A token scoped to a connection sees and touches nothing else: one
+    integrator's token can never read another company file's jobs.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The first characters of the token, to tell tokens apart in listings.
+    prefix: Mapped[str] = mapped_column(String(16))
+    #: None = every connection.
+    connection_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("connections.id", ondelete="CASCADE"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+
+
+class WebhookDelivery(Base):
+    """One webhook call owed for a settled job: an outbox row, retried until delivered.
+
+    Written in the same transaction that settles the job, so a delivery is
+    never lost; sent later by a background worker, so a slow receiver never
+    holds up a Web Connector call.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        Index("ix_webhook_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_webhook_deliveries_job", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2000))
+    #: The job state that triggered it (done, failed, in_doubt, cancelled).
+    event: Mapped[str] = mapped_column(String(16))
+    #: The JSON body, fixed when the job settled.
+    payload: Mapped[str] = mapped_column(Text)
+    #: pending, delivered, or failed (gave up after the last attempt).
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_status: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)

@@ -21,7 +21,7 @@ from typing import Sequence
 from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from . import qbxml
+from . import qbxml, webhooks
 from .exceptions import InvalidInput, NotFound
 from .models import Connection, Job, JobDependency, JobEvent, JobPage, JobState
 from .qbxml import ResponseStatus
@@ -443,6 +443,8 @@ def _move(db: Session, job: Job, to: JobState, now: datetime, reason: str) -> No
         if to in (F, I):
             job.error = reason
     _record(db, job, current, to, now, reason)
+    if to in (D, F, I, C):
+        webhooks.on_settled(db, job, now)
     if to in (F, C):
         _fail_dependents(db, job, now)
 

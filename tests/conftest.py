@@ -26,7 +26,8 @@ from qwc_service.passwords import Passwords
 
 SAMPLES = Path(__file__).parent / "samples"
 PG_URL = os.environ.get("QWC_TEST_DATABASE_URL", "")
-TABLES = ("auth_events", "auth_counters", "jobs", "qbwc_sessions", "connections")
+TABLES = ("webhook_deliveries", "api_tokens", "job_events", "job_pages", "job_dependencies", "auth_events",
+          "auth_counters", "jobs", "qbwc_sessions", "connections")
 
 
 def sample(name: str) -> str:
