@@ -200,12 +200,15 @@ def connection_set_password(ctx: _Context, name: str, password_stdin: bool) -> N
 @click.option("--min-run-every-seconds", type=click.IntRange(min=0), default=None,
               help="Shortest Auto-Run interval the Web Connector may use; 0 removes the limit.")
 @click.option("--company-file", default=None, help='Company file path; "" = the open company.')
+@click.option("--webhook-url", default=None, help='URL called when any of its jobs settles; "" removes it.')
 @pass_context
 def connection_set(ctx: _Context, name: str, enabled: bool | None, always_open: bool | None,
-                   min_run_every_seconds: int | None, company_file: str | None) -> None:
+                   min_run_every_seconds: int | None, company_file: str | None, webhook_url: str | None) -> None:
     """Change a connection's settings."""
     with ctx.transaction() as db:
         conn = connections.get_connection(db, name)
+        if webhook_url is not None:
+            connections.set_webhook(db, conn, webhook_url, _now())
         if enabled is not None:
             conn.enabled = enabled
         if always_open is not None:
@@ -256,7 +259,7 @@ def connection_show(ctx: _Context, name: str, events: int, as_json: bool) -> Non
         click.echo(json.dumps(row, indent=2))
         return
     for key in ("name", "username", "company_file", "enabled", "always_open", "min_run_every_seconds",
-                "owner_id", "file_id", "queued_jobs"):
+                "owner_id", "file_id", "webhook_url", "webhook_secret", "queued_jobs"):
         click.echo(f"{key}: {row[key]}")
     click.echo(f"lockouts: {len(row['lockouts']) or 'none'}")
     for lock in row["lockouts"]:
@@ -296,6 +299,8 @@ def _connection_dict(conn: Connection) -> dict[str, Any]:
         "enabled": conn.enabled,
         "always_open": conn.always_open,
         "min_run_every_seconds": conn.min_run_every_seconds,
+        "webhook_url": conn.webhook_url,
+        "webhook_secret": conn.webhook_secret,
         "created_at": conn.created_at.isoformat(),
     }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime
 
@@ -79,4 +80,15 @@ def set_password(db: Session, connection: Connection, password: str, passwords: 
     if not password:
         raise InvalidInput("the password is empty")
     connection.password_hash = passwords.hash(password)
+    connection.updated_at = now
+
+
+def set_webhook(db: Session, connection: Connection, url: str, now: datetime) -> None:
+    """Set (or with "" remove) the connection's webhook URL; a signing secret is made once."""
+    url = url.strip()
+    if url and not url.startswith(("https://", "http://")):
+        raise InvalidInput(f"the webhook URL must start with https:// or http://, got {url!r}")
+    connection.webhook_url = url or None
+    if url and not connection.webhook_secret:
+        connection.webhook_secret = secrets.token_urlsafe(32)
     connection.updated_at = now
