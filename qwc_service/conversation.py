@@ -18,7 +18,7 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import diagnosis, qbxml, queue, sessions
+from . import diagnosis, preflight, qbxml, queue, sessions
 from .authentication import Gatekeeper
 from .config import Settings
 from .models import AuthResultKind, Connection, Job, JobState, SessionState, WebConnectorSession
@@ -187,7 +187,7 @@ class Conversation:
             if session is None:
                 return ""
             if hcp_response and session.host_facts is None:
-                session.host_facts = self._read_facts(hcp_response, session.connection).to_dict()
+                self._preflight(db, session, self._read_facts(hcp_response, session.connection))
             session.company_file_name = company_file_name or session.company_file_name
             session.qbxml_country = (country or session.qbxml_country)[:8]
             session.qbxml_major = major if major is not None else session.qbxml_major
@@ -204,7 +204,8 @@ class Conversation:
                 log.info("sendRequestXML: session=%s job=%s next page", session.id, page.id)
                 return self._render(db, page, facts, session, now) or ""
             while True:
-                job = queue.claim_next(db, session.connection_id, session.id, now)
+                job = queue.claim_next(db, session.connection_id, session.id, now) or queue.claim_probe(
+                    db, session.connection_id, session.id, now)
                 if job is None:
                     break
                 request = self._render(db, job, facts, session, now)
@@ -218,6 +219,16 @@ class Conversation:
                 NOOP if queue.has_work(db, session.connection_id, now) else "There is nothing left to send."
             )
             return ""
+
+    def _preflight(self, db: Session, session: WebConnectorSession, facts: HostFacts) -> None:
+        """Store the first call's facts and the warnings they predict."""
+        connection = session.connection
+        session.host_facts = facts.to_dict()
+        warnings = preflight.check(facts, connection, preflight.needs_personal_data(db, connection.id))
+        session.warnings = [w.to_dict() for w in warnings]
+        for warning in warnings:
+            log.warning("preflight: connection=%s %s: %s", connection.name, warning.code, warning.summary)
+        preflight.remember(connection, facts)
 
     def _read_facts(self, hcp_response: str, connection: Connection) -> HostFacts:
         try:
@@ -260,16 +271,19 @@ class Conversation:
                 )
                 return STOP
             if hresult or not response:
-                found = self._diagnose(session, job, hresult, message or "QuickBooks returned no answer")
-                queue.record_rejection(db, job, hresult, message, now, found.text)
-                session.jobs_failed += 1
+                found = self._diagnose(session, job, hresult, message or "QuickBooks returned no answer", None)
+                outcome = queue.record_rejection(db, job, hresult, message, now, found.text,
+                                                 found.wall if found.stops_session else None)
                 log.info("receiveResponseXML: session=%s job=%s rejected %s", session.id, job.id, hresult)
-                if found.stops_session:
-                    session.last_error = found.text
-                    return STOP
-                return self._progress(db, session, now)
+                return self._after_failure(db, session, job, outcome, found, now)
+            verdicts: list[_Found] = []
+
+            def wall_of(status: qbxml.ResponseStatus) -> str | None:
+                verdicts.append(self._diagnose(session, job, str(status.code), status.message, status.request_type))
+                return verdicts[-1].wall if verdicts[-1].stops_session else None
+
             try:
-                outcome = queue.record_response(db, job, response, now)
+                outcome = queue.record_response(db, job, response, now, wall_of)
             except queue.ResponseMismatch as exc:
                 queue.release_unanswered(db, session.id, now, f"The answer did not match the job sent ({exc})")
                 session.last_error = (
@@ -280,15 +294,39 @@ class Conversation:
             log.info("receiveResponseXML: session=%s job=%s %s", session.id, job.id, outcome.state.value)
             if outcome.state is JobState.DONE:
                 session.jobs_done += 1
-            elif outcome.state is JobState.FAILED:
+                queue.release_walls(db, session.connection_id, job.request_types, now)
+            elif outcome.held or outcome.state is JobState.FAILED:
+                status = outcome.status
+                found = verdicts[-1] if verdicts else (
+                    self._diagnose(session, job, str(status.code), status.message, status.request_type)
+                    if status is not None else None)
+                if found is not None:
+                    return self._after_failure(db, session, job, outcome, found, now)
                 session.jobs_failed += 1
-                if outcome.status is not None:
-                    found = self._diagnose(session, job, str(outcome.status.code), outcome.status.message)
-                    job.error = found.text
-                    if found.stops_session:
-                        session.last_error = found.text
-                        return STOP
             return self._progress(db, session, now)
+
+    def _after_failure(
+        self, db: Session, session: WebConnectorSession, job: Job, outcome: queue.Outcome, found: "_Found",
+        now: datetime,
+    ) -> int:
+        """Apply the session policy: a wall stops the session, anything else fails just this job."""
+        if not outcome.held:
+            session.jobs_failed += 1
+        job.error = found.text
+        if outcome.state is JobState.FAILED and job.wall_hits >= queue.MAX_WALL_HITS:
+            job.error = f"{found.text}\n{queue.gave_up_text(job)}"
+        if not found.stops_session:
+            return self._progress(db, session, now)
+        text = found.text
+        if outcome.held:
+            others = queue.held_count(db, session.connection_id) - 1
+            waiting = f" with {others} other job{'s' if others != 1 else ''} that would hit the same problem" \
+                if others > 0 else ""
+            text = (f"{found.first_line} Job {job.id} is held{waiting}; the next run tries again and a success "
+                    f"releases them.\n{found.rest}").strip()
+        session.last_error = text
+        log.info("receiveResponseXML: session=%s job=%s stops the session (%s)", session.id, job.id, found.wall)
+        return STOP
 
     def _progress(self, db: Session, session: WebConnectorSession, now: datetime) -> int:
         """Percent done; 100 only when nothing this session could still send remains."""
@@ -300,7 +338,9 @@ class Conversation:
         finished = session.jobs_done + session.jobs_failed
         return min(99, finished * 100 // (finished + remaining))
 
-    def _diagnose(self, session: WebConnectorSession, job: Job, code: str, message: str) -> "_Found":
+    def _diagnose(
+        self, session: WebConnectorSession, job: Job, code: str, message: str, request_type: str | None
+    ) -> "_Found":
         """What went wrong, in words for the person at the Web Connector, and whether to stop."""
         connection = session.connection
         context = diagnosis.FailureContext.from_host_facts(
@@ -309,17 +349,16 @@ class Conversation:
             sync_user_name=connection.username,
             company_file_path=session.company_file_name or connection.company_file,
         )
-        request_type = job.request_types.split(" ")[0] if job.request_types else None
-        if job.statuses:
-            failing = [s for s in job.statuses if str(s.get("code")) == code]
-            request_type = str(failing[0]["request_type"]) if failing else request_type
+        if request_type is None and job.request_types:
+            request_type = job.request_types.split(" ")[0]
         found = diagnosis.diagnose(code or None, message, request_type, context)
         summary = f"Job {job.id}: {found.summary}"
         if job.statuses and len(job.statuses) > 1:
             failed = sum(1 for s in job.statuses if s.get("severity") == "Error")
             summary += f" ({failed} of {len(job.statuses)} requests failed)"
-        text = f"{summary}\n{found.details}" if found.details else summary
-        return _Found(text=text, stops_session=found.stops_session)
+        category = str(found.category)
+        wall = f"{category}:{request_type}" if category == "permission" and request_type else category
+        return _Found(first_line=summary, rest=found.details or "", stops_session=found.stops_session, wall=wall)
 
     def connection_error(self, ticket: str, hresult: str, message: str) -> str:
         """QuickBooks could not be opened: record why and stop (``"done"``)."""
@@ -358,7 +397,11 @@ class Conversation:
                     db, session, now, SessionState.CLOSED, "the Web Connector closed the session"
                 )
             log.info("closeConnection: session=%s", session.id)
-            return summary(session.jobs_done, session.jobs_failed, in_doubt)
+            text = summary(session.jobs_done, session.jobs_failed, in_doubt,
+                           queue.held_count(db, session.connection_id))
+            for warning in session.warnings or ():
+                text += f". Warning: {warning['summary']} Fix: {warning['fix']}"
+            return text
 
     # -- interactive mode (not offered) ------------------------------------
 
@@ -374,8 +417,17 @@ class Conversation:
 
 @dataclass(frozen=True)
 class _Found:
-    text: str
+    """A failure as the session policy sees it."""
+
+    first_line: str
+    rest: str
     stops_session: bool
+    #: What else it would block: "permission:<request type>", "company-file", "connection", …
+    wall: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.first_line}\n{self.rest}".strip()
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -388,9 +440,11 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def summary(done: int, failed: int, in_doubt: int = 0) -> str:
+def summary(done: int, failed: int, in_doubt: int = 0, held: int = 0) -> str:
     """E.g. ``"3 jobs done, 1 failed"``: short enough for QBWC's status column."""
     text = f"{done} job{'' if done == 1 else 's'} done, {failed} failed"
     if in_doubt:
         text += f", {in_doubt} in doubt"
+    if held:
+        text += f", {held} held until a QuickBooks setting is fixed"
     return text

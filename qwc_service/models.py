@@ -129,6 +129,12 @@ class Connection(Base):
     webhook_url: Mapped[Optional[str]] = mapped_column(String(2000), nullable=True)
     #: Key for the HMAC-SHA256 signature of webhook bodies (shown to the integrator).
     webhook_secret: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
+    #: The QuickBooks user expected to run the sync (Integrated Applications
+    #: "Login as"); None means a QuickBooks user named like the sync user.
+    qb_user: Mapped[Optional[str]] = mapped_column(String(100), nullable=True)
+    #: What the last session saw, to notice when another company file is open.
+    last_file_id: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
+    last_company_name: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -166,6 +172,8 @@ class WebConnectorSession(Base):
     connection_error_message: Mapped[str] = mapped_column(Text, default="")
     jobs_done: Mapped[int] = mapped_column(Integer, default=0)
     jobs_failed: Mapped[int] = mapped_column(Integer, default=0)
+    #: Preflight warnings from the first call: [{"code", "summary", "fix"}].
+    warnings: Mapped[Optional[list[dict[str, str]]]] = mapped_column(JSON, nullable=True)
 
     connection: Mapped[Connection] = relationship(lazy="joined")
 
@@ -206,6 +214,11 @@ class Job(Base):
     iterator_id: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     #: Called when the job reaches a final state (done, failed, in_doubt, cancelled).
     webhook_url: Mapped[Optional[str]] = mapped_column(String(2000), nullable=True)
+    #: Set while the job waits behind a wall QuickBooks put up (a missing
+    #: permission, the wrong company file): e.g. "permission:CustomerAdd".
+    held_wall: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    #: Sessions in a row that hit that wall; at the limit the held jobs fail.
+    wall_hits: Mapped[int] = mapped_column(Integer, default=0)
     #: QuickBooks' answer (all pages merged for a paged query), compressed.
     response_xml: Mapped[Optional[str]] = mapped_column(CompressedText, nullable=True)
     #: Every ...Rs status: [{"request_type", "request_id", "code", "severity", "message"}].

@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Callable, Sequence
 
-from sqlalchemy import and_, delete, exists, func, or_, select
+from sqlalchemy import and_, delete, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from . import qbxml, webhooks
@@ -49,6 +49,13 @@ NOT_PROCESSED = 3231
 ITERATOR_EXPIRED = 3391
 MAX_ATTEMPTS = 5
 RETRY_BASE_SECONDS = 30
+#: Sessions in a row that may hit the same wall before its jobs fail for good:
+#: QBWC must never be sent into the same refusal forever.
+MAX_WALL_HITS = 3
+
+#: Given a failing status, the wall it shows (e.g. "permission:CustomerAdd"),
+#: or None when only this job failed. The conversation decides, via diagnosis.
+WallOf = Callable[[ResponseStatus], "str | None"]
 
 
 class TransitionRefused(InvalidInput):
@@ -164,20 +171,23 @@ def _dependency_reason(dependency: Job) -> str:
 # -- handing jobs out ---------------------------------------------------------------
 
 
-def _claimable(connection_id: int, now: datetime):  # type: ignore[no-untyped-def]
-    """Queued, due, and every job it waits for is done."""
+def _claimable(connection_id: int, now: datetime, held: bool | None = False):  # type: ignore[no-untyped-def]
+    """Queued, due, and every job it waits for is done; held or not (None: either)."""
     dependency = aliased(Job)
     unmet = exists().where(
         JobDependency.job_id == Job.id,
         JobDependency.depends_on_id == dependency.id,
         dependency.state != D.value,
     )
-    return and_(
+    conditions = [
         Job.connection_id == connection_id,
         Job.state == Q.value,
         or_(Job.not_before.is_(None), Job.not_before <= now),
         ~unmet,
-    )
+    ]
+    if held is not None:
+        conditions.append(Job.held_wall.is_not(None) if held else Job.held_wall.is_(None))
+    return and_(*conditions)
 
 
 def claim_next(db: Session, connection_id: int, session_id: int, now: datetime) -> Job | None:
@@ -202,12 +212,37 @@ def claim_next(db: Session, connection_id: int, session_id: int, now: datetime) 
     return job
 
 
+def claim_probe(db: Session, connection_id: int, session_id: int, now: datetime) -> Job | None:
+    """When only held jobs remain, send the oldest one to see whether the wall is gone."""
+    job = db.scalar(
+        select(Job)
+        .where(_claimable(connection_id, now, held=True))
+        .order_by(Job.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=Job)
+    )
+    if job is None:
+        return None
+    _move(db, job, S, now, f"sent in session {session_id} to see whether this is fixed: {job.held_wall}")
+    job.session_id = session_id
+    job.sent_at = now
+    return job
+
+
 def has_work(db: Session, connection_id: int, now: datetime) -> bool:
-    return db.scalar(select(Job.id).where(_claimable(connection_id, now)).limit(1)) is not None
+    """Anything a session could send now, held jobs included (one of them probes the wall)."""
+    return db.scalar(select(Job.id).where(_claimable(connection_id, now, held=None)).limit(1)) is not None
 
 
 def work_count(db: Session, connection_id: int, now: datetime) -> int:
     return db.scalar(select(func.count()).select_from(Job).where(_claimable(connection_id, now))) or 0
+
+
+def held_count(db: Session, connection_id: int) -> int:
+    return db.scalar(
+        select(func.count()).select_from(Job)
+        .where(Job.connection_id == connection_id, Job.state == Q.value, Job.held_wall.is_not(None))
+    ) or 0
 
 
 def queued_count(db: Session, connection_id: int) -> int:
@@ -253,9 +288,11 @@ class Outcome:
     status: ResponseStatus | None = None
     #: More pages of an iterated query are to be requested in this session.
     continues: bool = False
+    #: The job went back to the queue behind a wall (see ``hit_wall``).
+    held: bool = False
 
 
-def record_response(db: Session, job: Job, response: str, now: datetime) -> Outcome:
+def record_response(db: Session, job: Job, response: str, now: datetime, wall_of: WallOf | None = None) -> Outcome:
     """Store QuickBooks' answer and settle the job.
 
     The job fails when any ``…Rs`` has severity Error (status 1, a query that
@@ -283,18 +320,19 @@ def record_response(db: Session, job: Job, response: str, now: datetime) -> Outc
     status = failing[0] if failing else statuses[-1]
     job.status_code, job.status_severity, job.status_message = status.code, status.severity, status.message
     if failing:
-        return _record_failure(db, job, response, statuses, failing, now)
+        return _record_failure(db, job, response, statuses, failing, now, wall_of)
     if status.iterator_id and (status.iterator_remaining or 0) > 0:
         return _record_page(db, job, response, status, now)
     job.response_xml = _merge_pages(db, job, response)
     job.iterator_id = None
+    job.held_wall, job.wall_hits = None, 0
     _move(db, job, D, now, "answered")
     return Outcome(D, status)
 
 
 def _record_failure(
     db: Session, job: Job, response: str, statuses: list[ResponseStatus], failing: list[ResponseStatus],
-    now: datetime,
+    now: datetime, wall_of: WallOf | None,
 ) -> Outcome:
     first = failing[0]
     if first.code == ITERATOR_EXPIRED and job.page_size:
@@ -317,8 +355,17 @@ def _record_failure(
     error = f"{first.request_type} failed with status {first.code}: {first.message}"
     if len(statuses) > 1:
         error += f" ({len(failing)} of {len(statuses)} requests failed)"
-    _move(db, job, F, now, error)
+    wall = wall_of(first) if wall_of is not None and nothing_applied_or_blocked(statuses) else None
+    if wall is not None and hit_wall(db, job, wall, now, error):
+        return Outcome(Q, first, held=True)
+    if JobState(job.state) is S:
+        _move(db, job, F, now, error)
     return Outcome(F, first)
+
+
+def nothing_applied_or_blocked(statuses: list[ResponseStatus]) -> bool:
+    """Holding (and later resending) a job is safe only if no request in it took effect."""
+    return not any(not s.failed for s in statuses)
 
 
 def _record_page(db: Session, job: Job, response: str, status: ResponseStatus, now: datetime) -> Outcome:
@@ -344,11 +391,82 @@ def _discard_pages(db: Session, job: Job) -> None:
     job.iterator_id = None
 
 
-def record_rejection(db: Session, job: Job, hresult: str, message: str, now: datetime, error: str) -> None:
+def record_rejection(
+    db: Session, job: Job, hresult: str, message: str, now: datetime, error: str, wall: str | None = None
+) -> Outcome:
     """The request processor refused the request outright (an HRESULT, no response)."""
     job.hresult = hresult
     job.status_message = message
-    _move(db, job, F, now, error)
+    if wall is not None and hit_wall(db, job, wall, now, error):
+        return Outcome(Q, None, held=True)
+    if JobState(job.state) is S:
+        _move(db, job, F, now, error)
+    return Outcome(F)
+
+
+# -- walls: failures that would hit every similar job ------------------------------
+
+
+def hit_wall(db: Session, job: Job, wall: str, now: datetime, reason: str) -> bool:
+    """Hold the job, and the queued jobs that would hit the same wall; True if held.
+
+    A missing permission or the wrong company file would refuse every
+    similar request, so sending them only repeats the refusal. They wait;
+    the next session sends one of them to see whether it is fixed, and a
+    success releases them all. After ``MAX_WALL_HITS`` sessions in a row at
+    the same wall they fail for good (QBWC must not loop on a refusal), with
+    the reason, and ``qwc-service retry`` brings them back once it is fixed.
+    """
+    hits = job.wall_hits + 1 if job.held_wall == wall else 1
+    blocked = db.scalars(select(Job).where(Job.connection_id == job.connection_id, Job.state == Q.value,
+                                           _on_wall(wall))).all()
+    if hits >= MAX_WALL_HITS:
+        job.wall_hits = hits
+        _move(db, job, F, now, f"{reason}\n{gave_up_text(job)}")
+        for other in blocked:
+            if other.held_wall == wall:
+                other.wall_hits = hits
+                _move(db, other, F, now, f"{reason}\n{gave_up_text(other)}")
+        return False
+    _move(db, job, Q, now, f"held until this is fixed: {reason}")
+    job.session_id, job.sent_at = None, None
+    job.error = reason
+    for held in [job, *blocked]:
+        if held is not job:
+            _record(db, held, Q, Q, now, f"held: job {job.id} hit the same wall ({wall})")
+        held.held_wall, held.wall_hits = wall, hits
+    return True
+
+
+def gave_up_text(job: Job) -> str:
+    return (f"QuickBooks refused this in {job.wall_hits} sessions in a row, so it is no longer tried; "
+            f"fix the cause above, then run 'qwc-service retry {job.id}'.")
+
+
+def _on_wall(wall: str):  # type: ignore[no-untyped-def]
+    """Queued jobs a wall blocks: one request type for a permission, every job otherwise."""
+    kind, _, request_type = wall.partition(":")
+    if kind == "permission" and request_type:
+        padded = literal(" ") + Job.request_types + literal(" ")
+        return padded.like(f"% {request_type} %")
+    return Job.id.is_not(None)
+
+
+def release_walls(db: Session, connection_id: int, request_types: str, now: datetime) -> int:
+    """A request succeeded: release the jobs held behind walls it proves are gone."""
+    walls = [f"permission:{t}" for t in request_types.split()]
+    released = db.scalars(
+        select(Job).where(
+            Job.connection_id == connection_id,
+            Job.state == Q.value,
+            Job.held_wall.is_not(None),
+            or_(Job.held_wall.in_(walls), ~Job.held_wall.like("permission:%")),
+        )
+    ).all()
+    for job in released:
+        _record(db, job, Q, Q, now, f"released: a later request succeeded ({job.held_wall} is gone)")
+        job.held_wall, job.wall_hits, job.error = None, 0, None
+    return len(released)
 
 
 def fail(db: Session, job: Job, now: datetime, error: str) -> None:
@@ -416,6 +534,7 @@ def retry(db: Session, job_id: int, now: datetime, reason: str = "retried") -> J
                    "iterator_id", "finished_at"):
         setattr(job, column, None)
     job.attempts = 0
+    job.held_wall, job.wall_hits = None, 0
     _discard_pages(db, job)
     _requeue(db, job, now, reason)
     job.error = None

@@ -39,6 +39,11 @@ def login(conversation: Conversation, username: str = "acme-sync", password: str
     return conversation.authenticate(username, password, "10.0.0.5")
 
 
+def closing(conversation: Conversation, ticket: str) -> str:
+    """closeConnection's summary, without the preflight warnings the sample's facts produce."""
+    return conversation.close_connection(ticket).split(". Warning:")[0]
+
+
 def first_request(conversation: Conversation, ticket: str) -> str:
     return conversation.send_request_xml(ticket, HCP, r"C:\Company.qbw", "US", 13, 0)
 
@@ -63,7 +68,7 @@ def test_whole_session_with_several_jobs(
     conversation.send_request_xml(auth.ticket, "", "", "US", 13, 0)
     assert conversation.receive_response_xml(auth.ticket, QUERY_WARN) == 100
 
-    assert conversation.close_connection(auth.ticket) == "3 jobs done, 0 failed"
+    assert closing(conversation, auth.ticket) == "3 jobs done, 0 failed"
     states = [get_job(j.id) for j in jobs]
     assert [j.state for j in states] == ["done", "done", "done"]
     assert states[0].response_xml == ADD_OK
@@ -114,7 +119,7 @@ def test_empty_queue_answers_none_and_opens_no_session(conversation, add_connect
     auth = login(conversation)
     assert auth.status == AuthResult.NONE
     assert auth.as_array() == [auth.ticket, "none"]
-    assert conversation.close_connection(auth.ticket) == CLOSED_SESSION_TEXT
+    assert closing(conversation, auth.ticket) == CLOSED_SESSION_TEXT
     with db.begin() as s:
         assert s.query(WebConnectorSession).count() == 0
 
@@ -155,7 +160,7 @@ def test_failed_job_in_the_middle_does_not_stop_the_session(conversation, add_co
     assert conversation.receive_response_xml(auth.ticket, QUERY_ERROR) == 66
     first_request(conversation, auth.ticket)
     assert conversation.receive_response_xml(auth.ticket, EMPTY_QUERY) == 100
-    assert conversation.close_connection(auth.ticket) == "2 jobs done, 1 failed"
+    assert closing(conversation, auth.ticket) == "2 jobs done, 1 failed"
     failed = get_job(failing.id)
     assert failed.state == "failed"
     assert failed.status_code == 3120
@@ -163,18 +168,76 @@ def test_failed_job_in_the_middle_does_not_stop_the_session(conversation, add_co
     assert get_job(last.id).state == "done"
 
 
-def test_permission_denied_stops_the_session(conversation, add_connection, enqueue, get_job) -> None:
+def test_permission_denied_stops_the_session_and_holds_what_would_hit_it(
+    conversation, add_connection, enqueue, get_job
+) -> None:
     conn = add_connection()
     denied = enqueue(conn, CUSTOMER_ADD)
-    waiting = enqueue(conn, CUSTOMER_ADD)
+    same_wall = enqueue(conn, CUSTOMER_ADD)
+    other = enqueue(conn, CUSTOMER_QUERY)
     auth = login(conversation)
     first_request(conversation, auth.ticket)
     assert conversation.receive_response_xml(auth.ticket, PERMISSION_DENIED) < 0
     error = conversation.get_last_error(auth.ticket)
-    assert "3260" in error and "CustomerAdd" in error
-    assert conversation.close_connection(auth.ticket) == "0 jobs done, 1 failed"
-    assert get_job(denied.id).state == "failed"
-    assert get_job(waiting.id).state == "queued"
+    first_line = error.splitlines()[0]
+    assert "3260" in first_line and "CustomerAdd" in first_line and "held with 1 other job" in first_line
+    assert "Set Up Users" in error  # the fix, after the first line
+    assert closing(conversation, auth.ticket) == (
+        "0 jobs done, 0 failed, 2 held until a QuickBooks setting is fixed")
+    assert [get_job(j.id).held_wall for j in (denied, same_wall, other)] == [
+        "permission:CustomerAdd", "permission:CustomerAdd", None]
+    assert get_job(denied.id).state == "queued"
+
+
+def test_held_jobs_are_probed_released_on_success_or_failed_after_three_refusals(
+    conversation, add_connection, enqueue, get_job
+) -> None:
+    conn = add_connection()
+    jobs = [enqueue(conn, CUSTOMER_ADD) for _ in range(3)]
+    for attempt in (1, 2):
+        auth = login(conversation)
+        assert auth.status == ""  # held jobs still open QuickBooks: one of them probes the wall
+        assert "<CustomerAddRq" in first_request(conversation, auth.ticket)
+        assert conversation.receive_response_xml(auth.ticket, PERMISSION_DENIED) < 0
+        conversation.close_connection(auth.ticket)
+        assert {get_job(j.id).wall_hits for j in jobs} == {attempt}
+    auth = login(conversation)
+    first_request(conversation, auth.ticket)
+    assert conversation.receive_response_xml(auth.ticket, PERMISSION_DENIED) < 0
+    conversation.close_connection(auth.ticket)
+    final = [get_job(j.id) for j in jobs]
+    assert {j.state for j in final} == {"failed"}
+    assert all("3 sessions in a row" in j.error and f"qwc-service retry {j.id}" in j.error for j in final)
+    assert "3260" in final[0].error  # the diagnosis is kept with the verdict
+    assert login(conversation).status == "none"  # QBWC is not sent into the wall again
+
+
+def test_a_successful_probe_releases_the_held_jobs(conversation, add_connection, enqueue, get_job) -> None:
+    conn = add_connection()
+    first, second = enqueue(conn, CUSTOMER_ADD), enqueue(conn, CUSTOMER_ADD)
+    auth = login(conversation)
+    first_request(conversation, auth.ticket)
+    conversation.receive_response_xml(auth.ticket, PERMISSION_DENIED)
+    conversation.close_connection(auth.ticket)
+    # the bookkeeper fixes the permission; the next run probes and succeeds
+    auth = login(conversation)
+    probe = first_request(conversation, auth.ticket)
+    assert f'requestID="{first.id}.0"' in probe
+    assert conversation.receive_response_xml(auth.ticket, ADD_OK) == 50
+    assert get_job(second.id).held_wall is None
+    assert f'requestID="{second.id}.0"' in first_request(conversation, auth.ticket)
+    assert conversation.receive_response_xml(auth.ticket, ADD_OK) == 100
+    assert closing(conversation, auth.ticket) == "2 jobs done, 0 failed"
+
+
+def test_company_file_errors_hold_every_job(conversation, add_connection, enqueue, get_job) -> None:
+    conn = add_connection()
+    jobs = [enqueue(conn, CUSTOMER_QUERY), enqueue(conn, CUSTOMER_ADD)]
+    auth = login(conversation)
+    first_request(conversation, auth.ticket)
+    assert conversation.receive_response_xml(
+        auth.ticket, "", "0x80040410", "The specified file cannot be opened in this mode.") < 0
+    assert {get_job(j.id).held_wall for j in jobs} == {"company-file"}
 
 
 def test_hresult_answer_fails_the_job(conversation, add_connection, enqueue, get_job) -> None:
@@ -195,7 +258,7 @@ def test_connection_error_is_recorded_and_answered_done(conversation, add_connec
     auth = login(conversation)
     assert conversation.connection_error(auth.ticket, "0x80040408", "Could not start QuickBooks.") == "done"
     assert "0x80040408" in conversation.get_last_error(auth.ticket)
-    assert conversation.close_connection(auth.ticket) == "0 jobs done, 0 failed"
+    assert closing(conversation, auth.ticket) == "0 jobs done, 0 failed"
     assert get_job(job.id).state == "queued"  # never sent: waits for the next run
 
 
@@ -207,7 +270,7 @@ def test_unanswered_query_is_requeued_and_unanswered_write_is_in_doubt(
     read = enqueue(conn, CUSTOMER_QUERY)
     auth = login(conversation)
     first_request(conversation, auth.ticket)
-    assert conversation.close_connection(auth.ticket) == "0 jobs done, 0 failed, 1 in doubt"
+    assert closing(conversation, auth.ticket) == "0 jobs done, 0 failed, 1 in doubt"
     in_doubt = get_job(write.id)
     assert in_doubt.state == JobState.IN_DOUBT.value
     assert f"qwc-service job retry {write.id}" in in_doubt.error
@@ -249,7 +312,7 @@ def test_unknown_and_closed_tickets_get_harmless_answers(conversation, add_conne
         assert conversation.receive_response_xml(ticket, EMPTY_QUERY) < 0
         assert conversation.get_last_error(ticket) == UNKNOWN_SESSION_TEXT
         assert conversation.connection_error(ticket, "0x80040408", "x") == "done"
-        assert conversation.close_connection(ticket) == CLOSED_SESSION_TEXT
+        assert closing(conversation, ticket) == CLOSED_SESSION_TEXT
     auth = login(conversation)
     conversation.close_connection(auth.ticket)
     assert conversation.send_request_xml(auth.ticket, HCP, "", "US", 13, 0) == ""
