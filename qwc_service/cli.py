@@ -164,7 +164,7 @@ def connection_add(ctx: _Context, name: str, username: str, company_file: str, p
         click.echo(f"added connection {conn.name!r} for sync user {conn.username!r} (OwnerID {conn.owner_id})")
 
 
-def _read_password(from_stdin: bool) -> str:
+def _read_password(from_stdin: bool, confirm: bool = True) -> str:
     if from_stdin:
         line = sys.stdin.readline()
         password = line.rstrip("\r\n")
@@ -173,7 +173,7 @@ def _read_password(from_stdin: bool) -> str:
         return password
     if not sys.stdin.isatty():
         _fail("no terminal to prompt for the password; use --password-stdin")
-    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=confirm)
     if not password:
         _fail("the password is empty")
     return str(password)
@@ -464,6 +464,89 @@ def prune(ctx: _Context, older_than: str) -> None:
     with ctx.transaction() as db:
         count = queue.prune(db, _now() - age)
     click.echo(f"pruned the payloads of {count} finished job{'s' if count != 1 else ''}")
+
+
+#: Jobs each scenario queues when you run it, so there is something to watch.
+_DEMO_JOBS = {
+    "happy": ["<CustomerQueryRq><MaxReturned>10</MaxReturned></CustomerQueryRq>",
+              "<CustomerAddRq><CustomerAdd><Name>Demo Customer {n}</Name></CustomerAdd></CustomerAddRq>",
+              "<ItemQueryRq/>"],
+    "permission-denied": ["<CustomerQueryRq><MaxReturned>5</MaxReturned></CustomerQueryRq>",
+                          "<CustomerAddRq><CustomerAdd><Name>Demo Customer {n}</Name></CustomerAdd></CustomerAddRq>"],
+    "wrong-login-user": ["<CustomerQueryRq><MaxReturned>5</MaxReturned></CustomerQueryRq>"],
+    "quickbooks-not-running": ["<CustomerQueryRq><MaxReturned>5</MaxReturned></CustomerQueryRq>"],
+    "iterator": [],  # a paged InvoiceQuery, added below
+    "dropped-connection": ["<CustomerAddRq><CustomerAdd><Name>Demo Customer {n}</Name></CustomerAdd></CustomerAddRq>"],
+    "crash": ["<CustomerAddRq><CustomerAdd><Name>Demo Customer {n}</Name></CustomerAdd></CustomerAddRq>"],
+}
+_DEMO_KEY = "simulate:"
+
+
+@main.command()
+@click.argument("name")
+@click.option("--url", help="The service's /qbwc URL (default: http://127.0.0.1:QWC_PORT/qbwc).")
+@click.option("--password-stdin", is_flag=True, help="Read the sync user's password from stdin.")
+@click.option("--scenario", default="happy", show_default=True,
+              type=click.Choice(["happy", "permission-denied", "wrong-login-user", "quickbooks-not-running",
+                                 "iterator", "dropped-connection", "crash"]),
+              help="What the simulated QuickBooks and Web Connector do.")
+@click.option("--use-queued-jobs", is_flag=True,
+              help="Let the simulation take the connection's real queued jobs (they get simulated answers!).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole conversation as one JSON document.")
+@pass_context
+def simulate(ctx: _Context, name: str, url: str | None, password_stdin: bool, scenario: str,
+             use_queued_jobs: bool, as_json: bool) -> None:
+    """Run one Web Connector session against a running server, with a simulated QuickBooks.
+
+    It queues a few demonstration jobs for connection NAME, plays the Web
+    Connector (real HTTP, QBWC's envelopes and call order) with an in-memory
+    QuickBooks, prints the conversation and the status QBWC would show, then
+    withdraws whatever demonstration jobs are left. Exits 1 if the session
+    ended in error.
+    """
+    from .simulator import FakeWebConnector, Outcome, QuickBooksProfile, build_scenario
+    from .simulator import format_transcript, result_to_dict
+
+    password = _read_password(password_stdin, confirm=False)
+    client = _client(ctx)
+    with ctx.transaction() as db:
+        conn = connections.get_connection(db, name)
+        username, owner_id, file_id = conn.username, conn.owner_id, conn.file_id
+    real = [j for j in client.list(connection=name, states=["queued"], limit=1000)
+            if not (j.dedupe_key or "").startswith(_DEMO_KEY)]
+    if real and not use_queued_jobs:
+        _fail(f"connection {name!r} has {len(real)} queued job(s) that a simulated QuickBooks would answer; "
+              "use a demonstration connection, or pass --use-queued-jobs if that is really what you want")
+    stamp = _now().strftime("%H%M%S")
+    demo = [client.enqueue(name, text.format(n=stamp), key=f"{_DEMO_KEY}{scenario}:{i}:{stamp}")
+            for i, text in enumerate(_DEMO_JOBS[scenario])]
+    if scenario == "iterator":
+        demo.append(client.enqueue(name, "<InvoiceQueryRq/>", page_size=10, key=f"{_DEMO_KEY}iterator:{stamp}"))
+    quickbooks, faults = build_scenario(scenario, profile=QuickBooksProfile(owner_id=owner_id, file_id=file_id))
+    target = url or f"http://127.0.0.1:{ctx.settings.port}/qbwc"
+    try:
+        result = FakeWebConnector(target, quickbooks, faults=faults, username=username, password=password,
+                                  noop_wait=1.0).run()
+    finally:
+        leftovers = [client.get(j.id, payloads=False) for j in demo]
+        for job in leftovers:
+            if job.state in ("queued", "in_doubt"):
+                client.cancel(job.id)
+    if as_json:
+        data = result_to_dict(result)
+        data["jobs"] = [j.to_dict() for j in leftovers]
+        click.echo(json.dumps(data, indent=2))
+    else:
+        click.echo(f"Simulated Web Connector -> {target}  (scenario: {scenario})")
+        click.echo(format_transcript(result))
+        click.echo("Jobs:")
+        for job in leftovers:
+            withdrawn = " (withdrawn after the simulation)" if job.state in ("queued", "in_doubt") else ""
+            click.echo(f"  job {job.id} {' '.join(job.request_types)}: {job.state}{withdrawn}")
+            if job.error:
+                click.echo("    " + job.error.splitlines()[0])
+    if result.outcome not in (Outcome.OK, Outcome.NONE):
+        sys.exit(1)
 
 
 @main.command()

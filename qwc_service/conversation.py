@@ -322,8 +322,9 @@ class Conversation:
             others = queue.held_count(db, session.connection_id) - 1
             waiting = f" with {others} other job{'s' if others != 1 else ''} that would hit the same problem" \
                 if others > 0 else ""
+            them = "them" if others > 0 else "it"
             text = (f"{found.first_line} Job {job.id} is held{waiting}; the next run tries again and a success "
-                    f"releases them.\n{found.rest}").strip()
+                    f"releases {them}.\n{found.rest}").strip()
         session.last_error = text
         log.info("receiveResponseXML: session=%s job=%s stops the session (%s)", session.id, job.id, found.wall)
         return STOP

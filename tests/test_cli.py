@@ -133,3 +133,27 @@ def test_prune_and_explain(cli) -> None:
     explained = cli("explain", "3260").output
     assert "3260" in explained and "permission" in explained.lower()
     assert "0x80040408" in cli("explain", "0x80040408").output
+
+
+def test_simulate_shows_a_whole_sync_and_cleans_up(cli, live_server) -> None:
+    cli("connection", "add", "demo", "--user", "demo-sync", "--password-stdin", input="pw\n")
+    happy = cli("simulate", "demo", "--url", live_server.url, "--password-stdin", input="pw\n")
+    assert "authenticate demo-sync / ********" in happy.output and "pw" not in happy.output.split("Jobs:")[0]
+    assert "Outcome: ok" in happy.output and "QBWC shows: 3 jobs done, 0 failed" in happy.output
+
+    denied = cli("simulate", "demo", "--url", live_server.url, "--password-stdin", "--scenario",
+                 "permission-denied", input="pw\n", ok=False)
+    assert denied.exit_code == 1
+    assert "3260" in denied.output and "withdrawn after the simulation" in denied.output
+    assert json.loads(cli("jobs", "--state", "queued", "--json").output) == []  # nothing left behind
+
+    data = json.loads(cli("simulate", "demo", "--url", live_server.url, "--password-stdin", "--json",
+                          input="pw\n").output)
+    assert data["outcome"] == "ok" and [c["operation"] for c in data["calls"]][-1] == "closeConnection"
+
+
+def test_simulate_refuses_to_answer_real_jobs(cli, live_server) -> None:
+    cli("connection", "add", "acme", "--user", "acme-sync", "--password-stdin", input="pw\n")
+    cli("enqueue", "acme", "-", input="<CustomerAddRq><CustomerAdd><Name>Real</Name></CustomerAdd></CustomerAddRq>")
+    refused = cli("simulate", "acme", "--url", live_server.url, "--password-stdin", input="pw\n", ok=False)
+    assert refused.exit_code == 1 and "--use-queued-jobs" in refused.output
