@@ -17,7 +17,7 @@ from typing import Any, Callable, NoReturn, TypeVar
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import __version__, authentication, connections, database, queue
+from . import __version__, authentication, connections, database, queue, sessions
 from .config import ConfigError, Settings
 from .database import DatabaseError
 from .exceptions import QwcError
@@ -201,12 +201,17 @@ def connection_set_password(ctx: _Context, name: str, password_stdin: bool) -> N
               help="Shortest Auto-Run interval the Web Connector may use; 0 removes the limit.")
 @click.option("--company-file", default=None, help='Company file path; "" = the open company.')
 @click.option("--webhook-url", default=None, help='URL called when any of its jobs settles; "" removes it.')
+@click.option("--qb-user", default=None,
+              help='The QuickBooks user expected to run the sync ("Login as"); "" = named like the sync user.')
 @pass_context
 def connection_set(ctx: _Context, name: str, enabled: bool | None, always_open: bool | None,
-                   min_run_every_seconds: int | None, company_file: str | None, webhook_url: str | None) -> None:
+                   min_run_every_seconds: int | None, company_file: str | None, webhook_url: str | None,
+                   qb_user: str | None) -> None:
     """Change a connection's settings."""
     with ctx.transaction() as db:
         conn = connections.get_connection(db, name)
+        if qb_user is not None:
+            conn.qb_user = qb_user.strip() or None
         if webhook_url is not None:
             connections.set_webhook(db, conn, webhook_url, _now())
         if enabled is not None:
@@ -255,12 +260,25 @@ def connection_show(ctx: _Context, name: str, events: int, as_json: bool) -> Non
             for e in authentication.recent_events(db, conn, events)
         ]
         row["queued_jobs"] = queue.queued_count(db, conn.id)
+        row["held_jobs"] = queue.held_count(db, conn.id)
+        last = sessions.latest(db, conn.id)
+        row["last_session"] = None if last is None else {
+            "started_at": last.created_at.isoformat(), "state": last.state, "jobs_done": last.jobs_done,
+            "jobs_failed": last.jobs_failed, "last_error": last.last_error.splitlines()[0] if last.last_error else "",
+            "quickbooks": (last.host_facts or {}).get("product_name", ""), "warnings": last.warnings or [],
+        }
     if as_json:
         click.echo(json.dumps(row, indent=2))
         return
-    for key in ("name", "username", "company_file", "enabled", "always_open", "min_run_every_seconds",
-                "owner_id", "file_id", "webhook_url", "webhook_secret", "queued_jobs"):
+    for key in ("name", "username", "qb_user", "company_file", "enabled", "always_open", "min_run_every_seconds",
+                "owner_id", "file_id", "webhook_url", "webhook_secret", "queued_jobs", "held_jobs"):
         click.echo(f"{key}: {row[key]}")
+    last = row["last_session"]
+    if last:
+        click.echo(f"last session: {last['started_at']} {last['state']}, {last['jobs_done']} done, "
+                   f"{last['jobs_failed']} failed {('- ' + last['last_error']) if last['last_error'] else ''}")
+        for warning in last["warnings"]:
+            click.echo(f"  warning: {warning['summary']}\n    fix: {warning['fix']}")
     click.echo(f"lockouts: {len(row['lockouts']) or 'none'}")
     for lock in row["lockouts"]:
         click.echo(f"  {lock['client_address'] or '(all addresses)'} until {lock['locked_until']}")
@@ -301,6 +319,7 @@ def _connection_dict(conn: Connection) -> dict[str, Any]:
         "min_run_every_seconds": conn.min_run_every_seconds,
         "webhook_url": conn.webhook_url,
         "webhook_secret": conn.webhook_secret,
+        "qb_user": conn.qb_user or conn.username,
         "created_at": conn.created_at.isoformat(),
     }
 
@@ -556,3 +575,12 @@ def explain(code: str) -> None:
     from . import diagnosis
 
     click.echo(diagnosis.explain(code))
+
+
+from . import tokens  # noqa: E402  (kept beside its one use)
+
+main.add_command(tokens.token_cli, "token")
+
+from . import qwcfile  # noqa: E402  (kept beside its one use)
+
+main.add_command(qwcfile.qwc_command, "qwc")

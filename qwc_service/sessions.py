@@ -90,3 +90,13 @@ def end(
     session.state = state.value
     session.closed_at = now
     return queue.release_unanswered(db, session.id, now, reason[:1].upper() + reason[1:])
+
+
+def latest(db: Session, connection_id: int) -> WebConnectorSession | None:
+    """The connection's most recent session, for operators."""
+    return db.scalar(
+        select(WebConnectorSession)
+        .where(WebConnectorSession.connection_id == connection_id)
+        .order_by(WebConnectorSession.id.desc())
+        .limit(1)
+    )

@@ -224,6 +224,7 @@ def spawn_server(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., s
                     raise RuntimeError((tmp_path / f"server-{port}.log").read_text()) from None
                 time.sleep(0.1)
 
+    spawn.processes = processes  # type: ignore[attr-defined]
     yield spawn
     for proc in processes:
         proc.terminate()

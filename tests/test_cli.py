@@ -157,3 +157,18 @@ def test_simulate_refuses_to_answer_real_jobs(cli, live_server) -> None:
     cli("enqueue", "acme", "-", input="<CustomerAddRq><CustomerAdd><Name>Real</Name></CustomerAdd></CustomerAddRq>")
     refused = cli("simulate", "acme", "--url", live_server.url, "--password-stdin", input="pw\n", ok=False)
     assert refused.exit_code == 1 and "--use-queued-jobs" in refused.output
+
+
+def test_connection_show_reports_the_last_session_and_its_warnings(cli, live_server) -> None:
+    cli("connection", "add", "demo", "--user", "demo-sync", "--password-stdin", input="pw\n")
+    cli("connection", "set", "demo", "--qb-user", "Sync Bot")
+    cli("simulate", "demo", "--url", live_server.url, "--password-stdin", "--scenario", "wrong-login-user",
+        input="pw\n")
+    shown = json.loads(cli("connection", "show", "demo", "--json").output)
+    assert shown["qb_user"] == "Sync Bot"
+    assert shown["last_session"]["jobs_done"] == 1
+    (warning,) = shown["last_session"]["warnings"]
+    assert warning["code"] == "wrong-login-user" and "'Sync Bot'" in warning["summary"]
+    assert [e["result"] for e in shown["auth_events"]] == ["ok"]
+    text = cli("connection", "show", "demo").output
+    assert "warning: QuickBooks logged in as 'Admin'" in text and "fix:" in text
