@@ -577,10 +577,6 @@ def explain(code: str) -> None:
     click.echo(diagnosis.explain(code))
 
 
-from . import tokens  # noqa: E402  (kept beside its one use)
-
-main.add_command(tokens.token_cli, "token")
-
 from . import qwcfile  # noqa: E402  (kept beside its one use)
 
 main.add_command(qwcfile.qwc_command, "qwc")
