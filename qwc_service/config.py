@@ -74,6 +74,19 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536
     argon2_parallelism: int = 4
+    #: /status (the operators' page) uses HTTP Basic auth with these; it is
+    #: switched off (404) until a password is set.
+    status_user: str = "admin"
+    status_password: str = ""
+    #: /metrics requires "Authorization: Bearer <token>" when this is set.
+    metrics_token: str = ""
+    #: The public https URL of /qbwc (for .qwc files and doctor's checks).
+    public_url: str = ""
+    #: Log format: "plain" or "json"; qbXML payloads are never logged unless
+    #: log_payloads is on, and then with log_redact fields masked.
+    log_format: str = "plain"
+    log_payloads: str = "off"
+    log_redact: str = "SSN,CreditCardNumber,CreditCardInfo,AccountNumber,BirthDate,Password"
     #: Written by serverVersion; QBWC shows it under "More information".
     server_version: str = f"qwc-service {__version__}"
     log_level: str = "INFO"

@@ -10,6 +10,7 @@ database restart costs a call, not the process.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 from typing import Any
@@ -123,9 +124,18 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+@functools.cache
+def head_revision() -> str:
+    """The newest migration this code knows (read once: the files do not change at run time)."""
+    import qwc_service.migrations as migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    return ScriptDirectory.from_config(config).get_current_head() or ""
+
+
 def migration_status(engine: Engine) -> tuple[str | None, str]:
     """Return (current revision, head revision)."""
-    script = ScriptDirectory.from_config(_alembic_config(engine))
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    return current, script.get_current_head() or ""
+    return current, head_revision()

@@ -132,6 +132,9 @@ class Connection(Base):
     #: The QuickBooks user expected to run the sync (Integrated Applications
     #: "Login as"); None means a QuickBooks user named like the sync user.
     qb_user: Mapped[Optional[str]] = mapped_column(String(100), nullable=True)
+    #: How often the Web Connector is scheduled to run (from the .qwc file we
+    #: wrote, or set by hand); no poll for three times this is "overdue".
+    run_every_seconds: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
     #: What the last session saw, to notice when another company file is open.
     last_file_id: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
     last_company_name: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)

@@ -711,6 +711,8 @@ def qwc_command(name: str, url: str | None, template: str | None, every_minutes:
             )
             summary = (f"UserName {connection.username}, OwnerID {connection.owner_id}, "
                        f"FileID {connection.file_id}")
+            # Remember the schedule: health checks call a connection overdue after three of them.
+            connection.run_every_seconds = schedule_seconds(data) or connection.run_every_seconds
     finally:
         engine.dispose()
 
@@ -721,3 +723,15 @@ def qwc_command(name: str, url: str | None, template: str | None, every_minutes:
     path.write_bytes(data)
     click.echo(f"wrote {path} for connection {name!r} ({summary})")
     click.echo("In the Web Connector: Add an application, choose this file, then type the sync user's password.")
+
+
+def schedule_seconds(document: bytes) -> int | None:
+    """The Auto-Run interval a generated file asks for, in seconds (None without a Scheduler)."""
+    root = etree.fromstring(document, etree.XMLParser(resolve_entities=False, no_network=True))
+    minutes = root.findtext("Scheduler/RunEveryNMinutes")
+    seconds = root.findtext("Scheduler/RunEveryNSeconds")
+    if minutes and minutes.strip().isdigit():
+        return int(minutes) * 60
+    if seconds and seconds.strip().isdigit():
+        return int(seconds)
+    return None
