@@ -30,6 +30,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from . import metrics
 from .config import Settings
 from .models import AuthCounter, AuthEvent, AuthResultKind, Connection
 from .passwords import CredentialCache, Passwords
@@ -203,6 +204,8 @@ class Gatekeeper:
         seconds = min(self.settings.lockout_max_seconds, self.settings.lockout_window_seconds * 2 ** (counter.level - 1))
         counter.locked_until = now + timedelta(seconds=seconds)
         counter.failures, counter.window_started_at = 0, now
+        metrics.LOCKOUTS.labels(scope.split(":")[0] if scope.startswith("addr") or ":addr:" not in scope
+                                else "conn-addr").inc()
         security_log.warning(
             "lockout: scope=%s connection=%s address=%s for %ss (lockout %d in a row)",
             scope, connection_name or "-", address or "unknown", seconds, counter.level,

@@ -9,7 +9,6 @@ never a traceback. ``--json`` prints exactly one JSON document for scripts.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, NoReturn, TypeVar
@@ -17,7 +16,7 @@ from typing import Any, Callable, NoReturn, TypeVar
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import __version__, authentication, connections, database, queue, sessions
+from . import __version__, authentication, connections, database, logs, queue, sessions
 from .config import ConfigError, Settings
 from .database import DatabaseError
 from .exceptions import QwcError
@@ -96,10 +95,7 @@ def serve(host: str | None, port: int | None, threads: int) -> None:
     from . import server
 
     settings = Settings.from_env()
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings)
     service = server.build(settings)
     httpd = server.make_server(
         service, host or settings.host, settings.port if port is None else port, threads=threads
@@ -108,11 +104,15 @@ def serve(host: str | None, port: int | None, threads: int) -> None:
         f"qwc-service {__version__} serving http://{host or settings.host}:{httpd.effective_port}/qbwc "
         f"(database: {database.describe(settings.database_url)})"
     )
+    from . import webhooks
+
+    worker = webhooks.start_worker(service)  # webhook deliveries go out beside the QBWC calls, never inside
     try:
         httpd.run()
     except KeyboardInterrupt:
         pass
     finally:
+        worker.stop()
         httpd.close()
 
 
@@ -201,15 +201,19 @@ def connection_set_password(ctx: _Context, name: str, password_stdin: bool) -> N
               help="Shortest Auto-Run interval the Web Connector may use; 0 removes the limit.")
 @click.option("--company-file", default=None, help='Company file path; "" = the open company.')
 @click.option("--webhook-url", default=None, help='URL called when any of its jobs settles; "" removes it.')
+@click.option("--run-every-seconds", type=click.IntRange(min=0), default=None,
+              help="The Web Connector's schedule (the qwc command records it); 0 = unknown. Used for 'overdue'.")
 @click.option("--qb-user", default=None,
               help='The QuickBooks user expected to run the sync ("Login as"); "" = named like the sync user.')
 @pass_context
 def connection_set(ctx: _Context, name: str, enabled: bool | None, always_open: bool | None,
                    min_run_every_seconds: int | None, company_file: str | None, webhook_url: str | None,
-                   qb_user: str | None) -> None:
+                   run_every_seconds: int | None, qb_user: str | None) -> None:
     """Change a connection's settings."""
     with ctx.transaction() as db:
         conn = connections.get_connection(db, name)
+        if run_every_seconds is not None:
+            conn.run_every_seconds = run_every_seconds or None
         if qb_user is not None:
             conn.qb_user = qb_user.strip() or None
         if webhook_url is not None:
@@ -320,6 +324,7 @@ def _connection_dict(conn: Connection) -> dict[str, Any]:
         "webhook_url": conn.webhook_url,
         "webhook_secret": conn.webhook_secret,
         "qb_user": conn.qb_user or conn.username,
+        "run_every_seconds": conn.run_every_seconds,
         "created_at": conn.created_at.isoformat(),
     }
 
@@ -569,6 +574,22 @@ def simulate(ctx: _Context, name: str, url: str | None, password_stdin: bool, sc
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON document.")
+def doctor(as_json: bool) -> None:
+    """Check configuration, database, public URL, connections, stuck jobs and webhooks; exit 1 on problems."""
+    from . import doctor as checks
+
+    findings = checks.examine()
+    problems = any(f.problem for f in findings)
+    if as_json:
+        click.echo(json.dumps({"ok": not problems, "findings": [f.to_dict() for f in findings]}, indent=2))
+    else:
+        click.echo(checks.render(findings))
+    if problems:
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("code")
 def explain(code: str) -> None:
     """Explain a QuickBooks status code, HRESULT or QBWC code, offline."""
@@ -576,6 +597,10 @@ def explain(code: str) -> None:
 
     click.echo(diagnosis.explain(code))
 
+
+from . import tokens  # noqa: E402  (kept beside its one use)
+
+main.add_command(tokens.token_cli, "token")
 
 from . import qwcfile  # noqa: E402  (kept beside its one use)
 

@@ -18,7 +18,7 @@ from typing import Callable
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from . import diagnosis, preflight, qbxml, queue, sessions
+from . import diagnosis, logs, metrics, preflight, qbxml, queue, sessions
 from .authentication import Gatekeeper
 from .config import Settings
 from .models import AuthResultKind, Connection, Job, JobState, SessionState, WebConnectorSession
@@ -114,22 +114,26 @@ class Conversation:
         the result and open the session. Every refusal is the same ``nvu``.
         """
         username, password = username or "", password or ""
+        logs.reset()
         with self.db.begin() as db:
             candidate = self.gate.look_up(db, username, client_address, self.clock())
         if candidate.locked:
             with self.db.begin() as db:
                 self.gate.record(db, candidate, AuthResultKind.LOCKED, self.clock(), "locked out")
+            metrics.AUTH_RESULTS.labels(AuthResultKind.LOCKED.value).inc()
             return NVU_RESULT
         check = self.gate.check_password(candidate, password)
         now = self.clock()
         with self.db.begin() as db:
             if not check.valid:
                 self.gate.fail(db, candidate, now, check.detail)
+                metrics.AUTH_RESULTS.labels(AuthResultKind.NVU.value).inc()
                 return NVU_RESULT
             connection = db.get(Connection, candidate.connection_id, with_for_update=True)
             if connection is None or not connection.enabled or connection.password_hash != candidate.stored_hash:
                 # Changed between the steps: refuse now, the next poll sees the new state.
                 self.gate.fail(db, candidate, now, "connection changed during login")
+                metrics.AUTH_RESULTS.labels(AuthResultKind.NVU.value).inc()
                 return NVU_RESULT
             self.gate.succeed(db, candidate, check)
             result = self._start_session(db, connection, client_address, now)
@@ -137,6 +141,7 @@ class Conversation:
                 result.status, AuthResultKind.OK
             )
             self.gate.record(db, candidate, kind, now)
+            metrics.AUTH_RESULTS.labels(kind.value).inc()
             log.info("authenticate: connection=%s %s", connection.name, kind.value)
             return result
 
@@ -166,6 +171,12 @@ class Conversation:
 
     # -- the exchange -------------------------------------------------------
 
+    def _bind(self, session: WebConnectorSession | None, job: Job | None = None) -> None:
+        if session is not None:
+            logs.bind(connection=session.connection.name, ticket=session.ticket_hash[:12])
+        if job is not None:
+            logs.bind(job=job.id)
+
     def send_request_xml(
         self,
         ticket: str,
@@ -182,8 +193,10 @@ class Conversation:
         and, when something is refused, whose permissions applied.
         """
         now = self.clock()
+        logs.reset()
         with self.db.begin() as db:
             session = sessions.find_live(db, ticket, now, self.settings)
+            self._bind(session)
             if session is None:
                 return ""
             if hcp_response and session.host_facts is None:
@@ -208,9 +221,11 @@ class Conversation:
                     db, session.connection_id, session.id, now)
                 if job is None:
                     break
+                self._bind(None, job)
                 request = self._render(db, job, facts, session, now)
                 if request is not None:
                     log.info("sendRequestXML: session=%s job=%s %s", session.id, job.id, job.request_types)
+                    logs.log_payload(self.settings, f"request of job {job.id}", request)
                     return request
                 session.jobs_failed += 1
             # Work that exists but could not be claimed (another process holds it
@@ -259,11 +274,16 @@ class Conversation:
         number when the session must stop (QBWC then shows getLastError).
         """
         now = self.clock()
+        logs.reset()
         with self.db.begin() as db:
             session = sessions.find_live(db, ticket, now, self.settings)
+            self._bind(session)
             if session is None:
                 return STOP
             job = queue.outstanding(db, session.id)
+            self._bind(None, job)
+            if job is not None and response:
+                logs.log_payload(self.settings, f"response to job {job.id}", response)
             if job is None:
                 session.last_error = (
                     "The Web Connector sent an answer, but no request was waiting for one; "
@@ -353,6 +373,7 @@ class Conversation:
         if request_type is None and job.request_types:
             request_type = job.request_types.split(" ")[0]
         found = diagnosis.diagnose(code or None, message, request_type, context)
+        metrics.QUICKBOOKS_ERRORS.labels(str(found.code), str(found.category)).inc()
         summary = f"Job {job.id}: {found.summary}"
         if job.statuses and len(job.statuses) > 1:
             failed = sum(1 for s in job.statuses if s.get("severity") == "Error")
@@ -364,8 +385,10 @@ class Conversation:
     def connection_error(self, ticket: str, hresult: str, message: str) -> str:
         """QuickBooks could not be opened: record why and stop (``"done"``)."""
         now = self.clock()
+        logs.reset()
         with self.db.begin() as db:
             session = sessions.find_live(db, ticket, now, self.settings)
+            self._bind(session)
             if session is None:
                 return "done"
             session.connection_error_hresult = (hresult or "")[:32]
@@ -379,8 +402,10 @@ class Conversation:
 
     def get_last_error(self, ticket: str) -> str:
         now = self.clock()
+        logs.reset()
         with self.db.begin() as db:
             session = sessions.find_live(db, ticket, now, self.settings)
+            self._bind(session)
             if session is None:
                 return UNKNOWN_SESSION_TEXT
             return session.last_error or "No error."
@@ -388,8 +413,10 @@ class Conversation:
     def close_connection(self, ticket: str) -> str:
         """End the session and return the one-line summary QBWC shows in its status column."""
         now = self.clock()
+        logs.reset()
         with self.db.begin() as db:
             session = sessions.find(db, ticket)
+            self._bind(session)
             if session is None:
                 return CLOSED_SESSION_TEXT
             in_doubt = 0

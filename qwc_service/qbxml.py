@@ -142,13 +142,24 @@ def prepare_request(text: str) -> PreparedRequest:
 def _parse_fragments(text: str) -> list[etree._Element]:
     """Parse one element or a sequence of sibling elements by feeding them inside a wrapper."""
     parser = _parser()
+    opening = b"<QBXMLMsgsRq>"
     try:
-        parser.feed(b"<QBXMLMsgsRq>")
+        parser.feed(opening)
         parser.feed(text.encode("utf-8"))
         parser.feed(b"</QBXMLMsgsRq>")
         wrapper = parser.close()
     except etree.XMLSyntaxError as exc:
-        raise QbxmlError(f"the request is not well-formed XML: {_position(exc)}") from None
+        # Report positions in the caller's text, and name the wrapper for what it is.
+        line, column = exc.position if exc.position else (0, 0)
+        if line == 1:
+            column = max(1, column - len(opening))
+        message = (exc.msg or "syntax error").split(", line ")[0]
+        unclosed = message.removeprefix("Opening and ending tag mismatch: ").partition(" line ")
+        if message.endswith(" and QBXMLMsgsRq") and unclosed[1]:
+            opened_on = unclosed[2].removesuffix(" and QBXMLMsgsRq")
+            raise QbxmlError(f"the request is not well-formed XML: <{unclosed[0]}> (line {opened_on}) "
+                             "is never closed") from None
+        raise QbxmlError(f"the request is not well-formed XML: {message} (line {line}, column {column})") from None
     _refuse_dtd(wrapper.getroottree(), "the request")
     stray = (wrapper.text or "").strip() or any((c.tail or "").strip() for c in wrapper)
     if stray:

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 from sqlalchemy import and_, delete, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from . import qbxml, webhooks
+from . import metrics, qbxml, webhooks
 from .exceptions import InvalidInput, NotFound
 from .models import Connection, Job, JobDependency, JobEvent, JobPage, JobState
 from .qbxml import ResponseStatus
@@ -562,6 +562,7 @@ def _move(db: Session, job: Job, to: JobState, now: datetime, reason: str) -> No
         if to in (F, I):
             job.error = reason
     _record(db, job, current, to, now, reason)
+    metrics.JOB_TRANSITIONS.labels(to.value).inc()
     if to in (D, F, I, C):
         webhooks.on_settled(db, job, now)
     if to in (F, C):

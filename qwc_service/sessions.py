@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import queue
+from . import metrics, queue
 from .config import Settings
 from .models import Connection, SessionState, WebConnectorSession
 
@@ -44,6 +44,7 @@ def open_session(
     )
     db.add(session)
     db.flush()
+    metrics.SESSIONS.labels("opened").inc()
     return ticket, session
 
 
@@ -89,6 +90,7 @@ def end(
     """Close a session and settle the jobs it left unanswered: (requeued, in doubt)."""
     session.state = state.value
     session.closed_at = now
+    metrics.SESSIONS.labels(state.value).inc()
     return queue.release_unanswered(db, session.id, now, reason[:1].upper() + reason[1:])
 
 

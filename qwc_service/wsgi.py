@@ -10,9 +10,11 @@ logged.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import threading
+import time
 from typing import Any, Callable, Iterable, Sequence
 
 from spyne.server.wsgi import WsgiApplication
@@ -20,6 +22,8 @@ from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from .api import make_api
+from . import health, metrics
 from .config import ConfigError, Settings
 from .conversation import Conversation
 from .soap import build_wsdl, fault_envelope, make_application
@@ -51,6 +55,9 @@ class QwcApplication:
     def __init__(self, conversation: Conversation, settings: Settings | None = None) -> None:
         self.settings = settings or conversation.settings
         self.conversation = conversation
+        bind = conversation.db.kw.get("bind")
+        assert bind is not None, "the conversation's sessionmaker must be bound to an engine"
+        self.engine = bind
         self.soap = WsgiApplication(
             make_application(conversation),
             max_content_length=self.settings.max_body_bytes,
@@ -59,11 +66,15 @@ class QwcApplication:
         self._trusted_proxies = parse_networks(self.settings.trusted_proxies)
         self._wsdl: dict[str, bytes] = {}
         self._wsdl_lock = threading.Lock()
+        self.api = make_api(conversation.db, self.settings, conversation.clock)
         self.url_map = Map(
             [
+                Rule("/api/<path:rest>", endpoint="api"),
                 Rule("/qbwc", endpoint="qbwc", strict_slashes=False),
                 Rule("/support", endpoint="support"),
                 Rule("/healthz", endpoint="healthz"),
+                Rule("/readyz", endpoint="readyz"),
+                Rule("/metrics", endpoint="metrics"),
                 Rule("/", endpoint="about"),
             ]
         )
@@ -87,6 +98,14 @@ class QwcApplication:
             return exc(environ, start_response)
         if endpoint == "qbwc":
             return self._qbwc(environ, start_response)
+        if endpoint == "api":  # JSON errors of its own, whatever the method
+            return self.api(environ, start_response)
+        if endpoint == "metrics":
+            return self._metrics(environ, start_response)
+        if endpoint == "readyz":
+            ready, reason = health.readiness(self.engine)
+            return Response(reason + "\n", status=200 if ready else 503, mimetype="text/plain")(
+                environ, start_response)
         text = {"support": SUPPORT_TEXT, "about": ABOUT_TEXT, "healthz": "ok\n"}[endpoint]
         return Response(text, mimetype="text/plain")(environ, start_response)
 
@@ -122,7 +141,36 @@ class QwcApplication:
             # Spyne refuses a missing content type with a bare 405; QBWC always sends one.
             environ["CONTENT_TYPE"] = SOAP_CONTENT_TYPE
         environ["qwc.client_address"] = client_address(environ, self._trusted_proxies)
-        return self.soap(environ, start_response)
+        return self._timed_soap(environ, start_response)
+
+    def _timed_soap(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Answer through Spyne, counting the call by operation (from QBWC's SOAPAction) and outcome."""
+        operation = _operation(environ.get("HTTP_SOAPACTION", ""))
+        status: list[str] = []
+
+        def recording_start_response(code: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            status.append(code)
+            return start_response(code, headers, *exc)
+
+        started = time.perf_counter()
+        body = self.soap(environ, recording_start_response)
+        metrics.SOAP_SECONDS.labels(operation).observe(time.perf_counter() - started)
+        metrics.SOAP_BYTES.labels(operation).observe(float(environ.get("CONTENT_LENGTH") or 0))
+        ok = bool(status) and status[0].startswith("200")
+        metrics.SOAP_CALLS.labels(operation, "ok" if ok else "fault").inc()
+        return body
+
+    def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        token = self.settings.metrics_token
+        if token:
+            given = environ.get("HTTP_AUTHORIZATION", "")
+            if not hmac.compare_digest(given.encode("utf-8", "replace"), f"Bearer {token}".encode()):
+                return Response("metrics need 'Authorization: Bearer <QWC_METRICS_TOKEN>'\n", status=401,
+                                mimetype="text/plain", headers={"WWW-Authenticate": "Bearer"})(environ, start_response)
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(metrics.exposition(self.conversation.db), content_type=CONTENT_TYPE_LATEST)(
+            environ, start_response)
 
     def _wsdl_for(self, url: str) -> bytes:
         with self._wsdl_lock:
@@ -138,6 +186,17 @@ class QwcApplication:
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+_OPERATIONS = frozenset({"serverVersion", "clientVersion", "authenticate", "sendRequestXML", "receiveResponseXML",
+                         "connectionError", "getLastError", "closeConnection", "getInteractiveURL",
+                         "interactiveDone", "interactiveRejected"})
+
+
+def _operation(soap_action: str) -> str:
+    """The operation named by a SOAPAction header, or "other" (labels must stay a small set)."""
+    name = soap_action.strip().strip('"').rsplit("/", 1)[-1]
+    return name if name in _OPERATIONS else "other"
 
 
 def parse_networks(text: str) -> list[Network]:

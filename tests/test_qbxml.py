@@ -147,3 +147,11 @@ def test_version_choice_is_the_lowest_of_job_and_host() -> None:
     assert qbxml.choose_version("16.0", facts, 13, 0) == "13.0"
     assert qbxml.version_exceeds("16.0", "13.0") and not qbxml.version_exceeds("13.0", "13.0")
     assert qbxml.choose_version(None, HostFacts(), 12, 1) == "12.1"
+
+
+def test_fragment_errors_point_into_the_callers_text() -> None:
+    with pytest.raises(QbxmlError, match=r"<CustomerQueryRq> \(line 1\) is never closed"):
+        qbxml.prepare_request("<CustomerQueryRq>")
+    with pytest.raises(QbxmlError, match=r"line 2") as error:
+        qbxml.prepare_request("<CustomerQueryRq/>\n<InvoiceQueryRq><A></B></InvoiceQueryRq>")
+    assert "QBXMLMsgsRq" not in str(error.value)
