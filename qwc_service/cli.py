@@ -590,12 +590,26 @@ def doctor(as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("code")
-def explain(code: str) -> None:
+@click.argument("code", required=False)
+@click.option("--all", "everything", is_flag=True,
+              help="Print the whole troubleshooting guide (every code and preflight warning) as Markdown.")
+def explain(code: str | None, everything: bool) -> None:
     """Explain a QuickBooks status code, HRESULT or QBWC code, offline."""
-    from . import diagnosis
+    from . import diagnosis, preflight
 
-    click.echo(diagnosis.explain(code))
+    if everything:
+        click.echo(troubleshooting_guide(), nl=False)
+    elif code:
+        click.echo(diagnosis.explain(code))
+    else:
+        _fail("give a code (e.g. 3260, 0x80040408, QBWC1012) or --all")
+
+
+def troubleshooting_guide() -> str:
+    """docs/troubleshooting.md: the code catalog, then the preflight warnings."""
+    from . import diagnosis, preflight
+
+    return diagnosis.troubleshooting_markdown().rstrip("\n") + "\n\n" + preflight.markdown()
 
 
 from . import tokens  # noqa: E402  (kept beside its one use)

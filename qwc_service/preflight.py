@@ -112,3 +112,53 @@ def remember(connection: Connection, facts: HostFacts) -> None:
         connection.last_file_id = facts.file_id
     if facts.company_name:
         connection.last_company_name = facts.company_name
+
+
+#: For the troubleshooting guide: each warning, why it matters and the fix, in general terms.
+CATALOG: dict[str, tuple[str, str, str]] = {
+    "keyboard-user": (
+        "QuickBooks was already open",
+        "When QuickBooks is already open, the Web Connector works inside that session, so the rights of the person "
+        "logged in at the keyboard apply, not those of the dedicated sync user. Requests that person may not make "
+        "fail with 3260, and the sync works or fails depending on who is logged in.",
+        "Leave QuickBooks closed, or at the No Company Open screen, when the Web Connector runs. It then opens the "
+        "company file itself and logs in as the user chosen under Integrated Applications > Login as.",
+    ),
+    "wrong-login-user": (
+        "The wrong user is selected in Integrated Applications",
+        "QuickBooks logged in as someone other than the connection's dedicated sync user, so that user's rights "
+        "applied. If it is Admin, everything works until someone changes Admin's password or rights.",
+        f"As Admin in single-user mode: {INTEGRATED_APPS} > Login as: choose the dedicated sync user. If the user "
+        "QuickBooks chose is the right one, tell qwc-service: qwc-service connection set NAME --qb-user USER.",
+    ),
+    "personal-data-off": (
+        "Personal data is off for this application",
+        "Queued jobs read or write social security or credit card numbers, which QuickBooks only allows an "
+        "application when the Admin permits it; otherwise they fail with 3261.",
+        f"As Admin: {INTEGRATED_APPS} > tick 'Allow this application to access personal data such as Social "
+        "Security Numbers and customer credit card information'.",
+    ),
+    "other-company-file": (
+        "Another company file is open",
+        "The company file open in QuickBooks is not the one this connection synced before (its FileID or company "
+        "name differs): jobs meant for one company could land in another.",
+        "Close it and open the right company file, or give the connection its company file path "
+        "(qwc-service connection set NAME --company-file PATH) so the Web Connector opens that file itself.",
+    ),
+    "multi-user": (
+        "The company file is in multi-user mode",
+        "Records that others have open are refused (3170, 3175) and some changes need single-user mode.",
+        "Run the sync when no one is working, or switch to single-user mode (File > Switch to Single-user Mode) "
+        "while it runs. Busy records are retried automatically.",
+    ),
+}
+
+
+def markdown() -> str:
+    """The preflight warnings as a section of the troubleshooting guide."""
+    lines = ["## Preflight warnings", "",
+             "Checked on the first call of every session, from what QuickBooks says about itself; they appear in "
+             "the Web Connector's status text, `qwc-service connection show NAME`, the API and the status page.", ""]
+    for code, (title, why, fix) in CATALOG.items():
+        lines += [f"### {title} (`{code}`)", "", why, "", f"**Fix:** {fix}", ""]
+    return "\n".join(lines)

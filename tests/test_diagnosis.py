@@ -664,3 +664,17 @@ def test_troubleshooting_markdown() -> None:
 def test_module_exports_exist() -> None:
     for name in diagnosis.__all__:
         assert hasattr(diagnosis, name), name
+
+
+def test_the_committed_troubleshooting_guide_is_up_to_date() -> None:
+    """docs/troubleshooting.md is generated: regenerate with `qwc-service explain --all > docs/troubleshooting.md`."""
+    from pathlib import Path
+
+    from qwc_service.cli import troubleshooting_guide
+
+    committed = (Path(__file__).parent.parent / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
+    guide = troubleshooting_guide()
+    assert committed == guide
+    for code in ("3260", "3261", "3171", "0x80040408", "QBWC1012", "keyboard-user", "wrong-login-user",
+                 "personal-data-off", "other-company-file", "multi-user"):
+        assert code in guide
