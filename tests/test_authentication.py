@@ -76,11 +76,13 @@ def test_unknown_user_and_wrong_password_take_the_same_time(db, settings, clock,
         return time.perf_counter() - start
 
     samples = {"acme-sync": [], "nobody-here": []}
-    for _ in range(15):
+    for _ in range(25):
         for username in samples:  # interleaved, so machine noise hits both alike
             samples[username].append(timed(username))
     known, unknown = (statistics.median(samples[u]) for u in samples)
-    assert 0.7 < known / unknown < 1.4, (known, unknown)
+    # Skipping argon2 for unknown users would make them ~10x faster; noise on a busy
+    # 2-core machine stays well inside this band.
+    assert 0.5 < known / unknown < 2.0, (known, unknown)
 
 
 def test_lockout_then_unlock(strict, add_connection, enqueue, db, clock: FakeClock) -> None:
