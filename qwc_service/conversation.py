@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -171,6 +172,16 @@ class Conversation:
 
     # -- the exchange -------------------------------------------------------
 
+    @contextmanager
+    def _call(self, ticket: str) -> Iterator[tuple[Session, WebConnectorSession | None, datetime]]:
+        """One call's transaction: its time, the live session the ticket names (or None), its log tags."""
+        now = self.clock()
+        logs.reset()
+        with self.db.begin() as db:
+            session = sessions.find_live(db, ticket, now, self.settings)
+            self._bind(session)
+            yield db, session, now
+
     def _bind(self, session: WebConnectorSession | None, job: Job | None = None) -> None:
         if session is not None:
             logs.bind(connection=session.connection.name, ticket=session.ticket_hash[:12])
@@ -192,11 +203,7 @@ class Conversation:
         (strHCPResponse); it is stored because it decides the qbXML version
         and, when something is refused, whose permissions applied.
         """
-        now = self.clock()
-        logs.reset()
-        with self.db.begin() as db:
-            session = sessions.find_live(db, ticket, now, self.settings)
-            self._bind(session)
+        with self._call(ticket) as (db, session, now):
             if session is None:
                 return ""
             if hcp_response and session.host_facts is None:
@@ -273,11 +280,7 @@ class Conversation:
         Returns 0–99 while work remains, 100 when none does, and a negative
         number when the session must stop (QBWC then shows getLastError).
         """
-        now = self.clock()
-        logs.reset()
-        with self.db.begin() as db:
-            session = sessions.find_live(db, ticket, now, self.settings)
-            self._bind(session)
+        with self._call(ticket) as (db, session, now):
             if session is None:
                 return STOP
             job = queue.outstanding(db, session.id)
@@ -384,11 +387,7 @@ class Conversation:
 
     def connection_error(self, ticket: str, hresult: str, message: str) -> str:
         """QuickBooks could not be opened: record why and stop (``"done"``)."""
-        now = self.clock()
-        logs.reset()
-        with self.db.begin() as db:
-            session = sessions.find_live(db, ticket, now, self.settings)
-            self._bind(session)
+        with self._call(ticket) as (db, session, now):
             if session is None:
                 return "done"
             session.connection_error_hresult = (hresult or "")[:32]
@@ -401,11 +400,7 @@ class Conversation:
             return "done"
 
     def get_last_error(self, ticket: str) -> str:
-        now = self.clock()
-        logs.reset()
-        with self.db.begin() as db:
-            session = sessions.find_live(db, ticket, now, self.settings)
-            self._bind(session)
+        with self._call(ticket) as (db, session, now):
             if session is None:
                 return UNKNOWN_SESSION_TEXT
             return session.last_error or "No error."

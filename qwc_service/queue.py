@@ -206,10 +206,7 @@ def claim_next(db: Session, connection_id: int, session_id: int, now: datetime) 
     )
     if job is None:
         return None
-    _move(db, job, S, now, f"sent in session {session_id}")
-    job.session_id = session_id
-    job.sent_at = now
-    return job
+    return _hand_out(db, job, session_id, now, f"sent in session {session_id}")
 
 
 def claim_probe(db: Session, connection_id: int, session_id: int, now: datetime) -> Job | None:
@@ -223,7 +220,12 @@ def claim_probe(db: Session, connection_id: int, session_id: int, now: datetime)
     )
     if job is None:
         return None
-    _move(db, job, S, now, f"sent in session {session_id} to see whether this is fixed: {job.held_wall}")
+    return _hand_out(db, job, session_id, now, f"sent in session {session_id} to see whether this is fixed: "
+                                               f"{job.held_wall}")
+
+
+def _hand_out(db: Session, job: Job, session_id: int, now: datetime, reason: str) -> Job:
+    _move(db, job, S, now, reason)
     job.session_id = session_id
     job.sent_at = now
     return job
