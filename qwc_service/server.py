@@ -57,6 +57,8 @@ def make_server(service: Service, host: str, port: int, **options: Any) -> Any:
         # A receiveResponseXML can carry 100 MB and QuickBooks can take minutes.
         channel_timeout=600,
         ident="qwc-service",
-        clear_untrusted_proxy_headers=True,
+        # With trusted proxies configured the application judges X-Forwarded-For
+        # itself (wsgi.client_address); otherwise waitress drops such headers.
+        clear_untrusted_proxy_headers=not service.settings.trusted_proxies,
         **options,
     )

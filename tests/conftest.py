@@ -169,7 +169,16 @@ def _serve(settings: Settings, passwords: Passwords) -> Iterator[LiveServer]:
     finally:
         # Close every channel from inside the server's loop (keep-alive clients
         # would otherwise hold it open; closing them from here races select()).
-        httpd.trigger.pull_trigger(lambda: [channel.close() for channel in list(httpd._map.values())])
+        def close_all() -> None:
+            for channel in list(httpd._map.values()):
+                if channel is not httpd.trigger:
+                    channel.close()
+            httpd.trigger.close()  # last: with the map empty, run() returns
+
+        try:
+            httpd.trigger.pull_trigger(close_all)
+        except OSError:  # the loop has already stopped and closed its trigger
+            pass
         thread.join(timeout=5)
         httpd.task_dispatcher.shutdown()
         service.engine.dispose()

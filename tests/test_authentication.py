@@ -274,3 +274,17 @@ def test_two_server_processes_racing_authenticate_open_one_session(spawn_server,
     assert sorted(statuses) == [""] + ["busy"] * 7
     with db.begin() as s:
         assert s.query(WebConnectorSession).filter_by(state="open").count() == 1
+
+
+def test_serve_passes_forwarded_for_through_when_proxies_are_trusted(settings, make_live_server, add_connection,
+                                                                     enqueue, db) -> None:
+    """waitress must not strip X-Forwarded-For when the application judges it itself."""
+    from wire import INTUIT, envelope
+    import requests
+
+    enqueue(add_connection(), QUERY)
+    server_ = make_live_server(replace(settings, trusted_proxies="127.0.0.1"))
+    requests.post(server_.url, data=envelope("authenticate", ("strUserName", "acme-sync"), ("strPassword", "nope")),
+                  headers={"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{INTUIT}authenticate"',
+                           "X-Forwarded-For": "198.51.100.77"}, timeout=10)
+    assert events(db)[-1][:2] == ("nvu", "198.51.100.77")
