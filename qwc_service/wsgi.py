@@ -27,6 +27,7 @@ from . import health, metrics
 from .config import ConfigError, Settings
 from .conversation import Conversation
 from .soap import build_wsdl, fault_envelope, make_application
+from .status_page import make_status_app
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class QwcApplication:
         self._wsdl: dict[str, bytes] = {}
         self._wsdl_lock = threading.Lock()
         self.api = make_api(conversation.db, self.settings, conversation.clock)
+        self.status = make_status_app(conversation.db, self.settings, conversation.clock)
         self.url_map = Map(
             [
                 Rule("/api/<path:rest>", endpoint="api"),
@@ -75,6 +77,7 @@ class QwcApplication:
                 Rule("/healthz", endpoint="healthz"),
                 Rule("/readyz", endpoint="readyz"),
                 Rule("/metrics", endpoint="metrics"),
+                Rule("/status", endpoint="status"),
                 Rule("/", endpoint="about"),
             ]
         )
@@ -100,6 +103,8 @@ class QwcApplication:
             return self._qbwc(environ, start_response)
         if endpoint == "api":  # JSON errors of its own, whatever the method
             return self.api(environ, start_response)
+        if endpoint == "status":  # its own auth, methods and headers
+            return self.status(environ, start_response)
         if endpoint == "metrics":
             return self._metrics(environ, start_response)
         if endpoint == "readyz":
