@@ -460,7 +460,7 @@ def job_show(ctx: _Context, job_id: int, as_json: bool) -> None:
 @click.argument("job_id", type=int)
 @pass_context
 def job_cancel(ctx: _Context, job_id: int) -> None:
-    """Withdraw a queued job, or settle an in-doubt write that is already in QuickBooks."""
+    """Withdraw a queued job, settle an in-doubt write already in QuickBooks, or dismiss a failed job."""
     info = _client(ctx).cancel(job_id)
     click.echo(f"job {info.id} cancelled")
 

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Sequence
 
 from sqlalchemy import and_, delete, exists, func, literal, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, defer
 
 from . import metrics, qbxml, webhooks
 from .exceptions import InvalidInput, NotFound
@@ -36,7 +36,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     Q: frozenset({S, C, F}),          # handed out, withdrawn, or its dependency failed
     S: frozenset({D, F, Q, I}),       # answered, or (query) requeued / (write) in doubt
     I: frozenset({Q, C}),             # a person decides: send again, or it is already there
-    F: frozenset({Q}),                # retried by a person
+    F: frozenset({Q, C}),             # retried, or dismissed, by a person
     D: frozenset(),
     C: frozenset(),
 }
@@ -521,9 +521,10 @@ def _requeue(db: Session, job: Job, now: datetime, reason: str, not_before: date
 
 
 def cancel(db: Session, job_id: int, now: datetime, reason: str = "cancelled") -> Job:
+    """Withdraw a queued job, settle an in-doubt write, or dismiss a failed job nobody will retry."""
     job = _locked(db, job_id)
-    if JobState(job.state) not in (Q, I):
-        raise TransitionRefused(f"job {job_id} is {job.state}; only queued or in-doubt jobs can be cancelled")
+    if JobState(job.state) not in (Q, I, F):
+        raise TransitionRefused(f"job {job_id} is {job.state}; only queued, in-doubt or failed jobs can be cancelled")
     _move(db, job, C, now, reason)
     return job
 
@@ -613,7 +614,8 @@ def list_jobs(
     before_id: int | None = None,
 ) -> list[Job]:
     """Newest first; ``before_id`` continues a listing (cursor pagination)."""
-    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    # Listings never need the payloads (an answer can be 100 MB): load them only if read.
+    query = select(Job).options(defer(Job.request_xml), defer(Job.response_xml)).order_by(Job.id.desc()).limit(limit)
     if connection_id is not None:
         query = query.where(Job.connection_id == connection_id)
     if states:

@@ -476,7 +476,8 @@ def _resolve(job: JobRow) -> Markup:
                       "<li>Not there: {} sends it again.</li><li>Already there: {} marks it settled; it is never "
                       "sent.</li></ul>").format(job.request_types.replace(" ", ", ") or "write", retry, cancel)
     if job.state == JobState.FAILED.value:
-        return Markup("<strong>Resolve:</strong> fix the cause above, then {} sends it again.").format(retry)
+        return Markup("<strong>Resolve:</strong> fix the cause above, then {} sends it again; or, if it should "
+                      "not be sent at all, {} dismisses it.").format(retry, cancel)
     return Markup("<strong>Resolve:</strong> fix the cause above; the next Web Connector run tries again by "
                   "itself. To withdraw this job instead: {}.").format(cancel)
 

@@ -482,7 +482,7 @@ def test_cancel_and_retry_follow_the_state_machine(api, db, acme, admin, enqueue
     assert cancelled["state"] == "cancelled"
     again = api.call("POST", f"{PREFIX}/jobs/{job.id}/cancel", token=admin, expect=409)
     assert again.code == "conflict" and again.message == (
-        f"job {job.id} is cancelled; only queued or in-doubt jobs can be cancelled")
+        f"job {job.id} is cancelled; only queued, in-doubt or failed jobs can be cancelled")
     assert api.call("POST", f"{PREFIX}/jobs/{job.id}/retry", token=admin, expect=409).code == "conflict"
     write = enqueue(acme, ADD)
     with db.begin() as s:

@@ -210,7 +210,8 @@ def test_in_doubt_write_is_resent_only_when_a_person_says_so(conversation, sessi
 
 
 @pytest.mark.parametrize("state,action,allowed", [
-    ("queued", "cancel", True), ("in_doubt", "cancel", True), ("sent", "cancel", False), ("done", "cancel", False),
+    ("queued", "cancel", True), ("in_doubt", "cancel", True), ("failed", "cancel", True), ("sent", "cancel", False),
+    ("done", "cancel", False),
     ("failed", "retry", True), ("in_doubt", "retry", True), ("queued", "retry", False), ("done", "retry", False),
 ])
 def test_people_can_only_make_safe_transitions(db, session, enqueue, clock, state, action, allowed) -> None:

@@ -330,7 +330,7 @@ def test_planted_problems_with_their_fixes(world: World, page) -> None:
     assert first_line == str(escape_text(world.failed_first_line))
     assert "<details><summary>Details</summary>" in article and "3100 (Error)" in article
     assert "then <code>qwc-service job retry %d</code> sends it again" % world.failed in article
-    assert "job cancel" not in article  # a failed job cannot be cancelled; never suggest it
+    assert "<code>qwc-service job cancel %d</code> dismisses it" % world.failed in article
 
     # Held: fix the cause; the next run tries again; cancel to withdraw.
     for job_id in world.held:
