@@ -366,13 +366,7 @@ class Conversation:
         self, session: WebConnectorSession, job: Job, code: str, message: str, request_type: str | None
     ) -> "_Found":
         """What went wrong, in words for the person at the Web Connector, and whether to stop."""
-        connection = session.connection
-        context = diagnosis.FailureContext.from_host_facts(
-            session.host_facts,
-            connection_name=connection.name,
-            sync_user_name=connection.username,
-            company_file_path=session.company_file_name or connection.company_file,
-        )
+        context = self._context(session)
         if request_type is None and job.request_types:
             request_type = job.request_types.split(" ")[0]
         found = diagnosis.diagnose(code or None, message, request_type, context)
@@ -385,6 +379,17 @@ class Conversation:
         wall = f"{category}:{request_type}" if category == "permission" and request_type else category
         return _Found(first_line=summary, rest=found.details or "", stops_session=found.stops_session, wall=wall)
 
+    @staticmethod
+    def _context(session: WebConnectorSession) -> diagnosis.FailureContext:
+        """Who and what a failure concerns, for the texts people read."""
+        connection = session.connection
+        return diagnosis.FailureContext.from_host_facts(
+            session.host_facts,
+            connection_name=connection.name,
+            sync_user_name=connection.username,
+            company_file_path=session.company_file_name or connection.company_file,
+        )
+
     def connection_error(self, ticket: str, hresult: str, message: str) -> str:
         """QuickBooks could not be opened: record why and stop (``"done"``)."""
         with self._call(ticket) as (db, session, now):
@@ -392,10 +397,9 @@ class Conversation:
                 return "done"
             session.connection_error_hresult = (hresult or "")[:32]
             session.connection_error_message = message or ""
-            session.last_error = (
-                f"The Web Connector could not open QuickBooks ({hresult or 'no code'}): "
-                f"{message or 'no message'}"
-            )
+            found = diagnosis.diagnose(hresult or None, message or "", None, self._context(session))
+            metrics.QUICKBOOKS_ERRORS.labels(str(found.code), str(found.category)).inc()
+            session.last_error = f"{found.summary}\n{found.details}".strip()
             log.info("connectionError: session=%s %s", session.id, hresult)
             return "done"
 
@@ -422,6 +426,8 @@ class Conversation:
             log.info("closeConnection: session=%s", session.id)
             text = summary(session.jobs_done, session.jobs_failed, in_doubt,
                            queue.held_count(db, session.connection_id))
+            if session.last_error and session.last_error != NOOP:
+                text += f". {session.last_error.splitlines()[0]}"
             for warning in session.warnings or ():
                 text += f". Warning: {warning['summary']} Fix: {warning['fix']}"
             return text

@@ -181,3 +181,101 @@ def test_transient_busy_record_is_retried_later(live_server, connection, enqueue
     assert result.outcome is Outcome.OK
     retried = get_job(job.id)
     assert retried.state == "queued" and retried.attempts == 1 and retried.not_before is not None
+
+
+ENTERPRISE_AUTO_LOGIN = dict(product_name="QuickBooks Enterprise Solutions 23.0", is_automatic_login=True,
+                             is_automatic_login_allowed=True, automatic_login_user_name="acme-sync")
+
+
+@pytest.mark.parametrize("code,request_xml,facts", [
+    (3260, "<InvoiceAddRq><InvoiceAdd><CustomerRef><FullName>Acme Corporation</FullName></CustomerRef>"
+           "</InvoiceAdd></InvoiceAddRq>", ("InvoiceAdd", "acme-sync", "Invoices", "Set Up Users and Roles",
+                                             "single-user")),
+    (3261, "<EmployeeQueryRq/>", ("EmployeeQuery", "personal data", "Integrated Applications")),
+])
+def test_every_permission_status_stops_with_the_fix(live_server, connection, enqueue, code, request_xml,
+                                                    facts) -> None:
+    enqueue(connection, request_xml)
+    quickbooks = FakeQuickBooks(QuickBooksProfile(owner_id=connection.owner_id, file_id=connection.file_id,
+                                                  **ENTERPRISE_AUTO_LOGIN))
+    result = connector(live_server.url, connection, quickbooks, Faults(StatusFault(code=code))).run()
+    assert result.outcome is Outcome.ERROR
+    text = result.final_status
+    assert str(code) in text.splitlines()[0] and len(text.splitlines()[0]) < 300
+    for fact in facts:
+        assert fact.lower() in text.lower(), fact
+
+
+def test_a_closed_period_fails_only_its_job_with_the_fix(live_server, connection, enqueue, get_job) -> None:
+    """3171 depends on the transaction's date, so the session goes on with the other jobs."""
+    dated = enqueue(connection, "<InvoiceAddRq><InvoiceAdd><CustomerRef><FullName>Acme Corporation</FullName>"
+                                "</CustomerRef></InvoiceAdd></InvoiceAddRq>")
+    later = enqueue(connection, "<CustomerQueryRq/>")
+    quickbooks = FakeQuickBooks(QuickBooksProfile(owner_id=connection.owner_id, file_id=connection.file_id,
+                                                  **ENTERPRISE_AUTO_LOGIN))
+    result = connector(live_server.url, connection, quickbooks,
+                       Faults(StatusFault(code=3171, request="InvoiceAdd"))).run()
+    assert result.outcome is Outcome.OK and get_job(later.id).state == "done"
+    error = get_job(dated.id).error
+    for fact in ("3171", "InvoiceAdd", "closing date", "Accounting"):
+        assert fact.lower() in error.lower(), fact
+
+
+@pytest.mark.parametrize("hresult,facts", [
+    ("0x80040418", ("Yes, always", "Login as", "Admin")),
+    ("0x8004041A", ("Integrated Applications",)),
+    ("0x8004041D", ("Integrated Applications", "Login as")),
+    ("0x80040420", ("Integrated Applications",)),
+    ("0x80040430", ("Integrated Applications",)),
+    ("0x80040408", ("No Company Open",)),
+])
+def test_access_refusals_at_open_time_explain_the_steps(live_server, connection, enqueue, hresult, facts) -> None:
+    job = enqueue(connection, "<CustomerQueryRq/>")
+    result = connector(live_server.url, connection,
+                       faults=Faults(OpenFault(hresult=hresult, times=None))).run()
+    assert result.outcome is Outcome.CONNECTION_ERROR
+    shown = result.close_message
+    assert hresult.lower() in shown.lower() and shown.startswith("0 jobs done, 0 failed. ")
+    with live_server.service.conversation.db.begin() as db:
+        from qwc_service.models import WebConnectorSession
+
+        details = db.query(WebConnectorSession).order_by(WebConnectorSession.id.desc()).first().last_error
+    for fact in facts:
+        assert fact.lower() in details.lower(), fact
+    assert job.state == "queued"
+
+
+@pytest.mark.parametrize("warning,profile,setup", [
+    ("keyboard-user", dict(is_automatic_login=False), None),
+    ("wrong-login-user", dict(is_automatic_login=True, is_automatic_login_allowed=True,
+                              automatic_login_user_name="Admin"), None),
+    ("personal-data-off", dict(is_automatic_login=True, automatic_login_user_name="acme-sync",
+                               is_personal_data_access_allowed=False), "personal"),
+    ("other-company-file", dict(is_automatic_login=True, automatic_login_user_name="acme-sync"), "other-file"),
+    ("multi-user", dict(is_automatic_login=True, automatic_login_user_name="acme-sync", file_mode="MultiUser"),
+     None),
+])
+def test_every_preflight_warning_reaches_the_status_text(live_server, connection, enqueue, db, warning, profile,
+                                                         setup) -> None:
+    from qwc_service.models import Connection
+
+    if setup == "personal":
+        enqueue(connection, "<EmployeeQueryRq/>")
+        enqueue(connection, "<EmployeeAddRq><EmployeeAdd><FirstName>Pat</FirstName><SSN>123-45-6789</SSN>"
+                            "</EmployeeAdd></EmployeeAddRq>")
+    else:
+        enqueue(connection, "<CustomerQueryRq/>")
+    if setup == "other-file":
+        with db.begin() as s:
+            row = s.get(Connection, connection.id)
+            row.last_file_id, row.last_company_name = "{11111111-2222-3333-4444-555555555555}", "Old Company"
+    quickbooks = FakeQuickBooks(QuickBooksProfile(owner_id=connection.owner_id, file_id="{AAAAAAAA-0000-0000-0000-"
+                                                  "000000000001}", **profile))
+    result = connector(live_server.url, connection, quickbooks).run()
+    with db.begin() as s:
+        from qwc_service.models import WebConnectorSession
+
+        codes = [w["code"] for w in s.query(WebConnectorSession).order_by(WebConnectorSession.id.desc())
+                 .first().warnings]
+    assert warning in codes
+    assert "Warning:" in result.close_message and "Fix:" in result.close_message

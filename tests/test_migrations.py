@@ -71,3 +71,39 @@ def test_plain_postgresql_urls_use_psycopg3() -> None:
 def test_bad_database_url_is_a_clear_error() -> None:
     with pytest.raises(database.DatabaseError, match="not a database URL"):
         database.make_engine("not a url at all")
+
+
+def test_several_processes_migrating_at_once(database_url, tmp_path) -> None:
+    """Containers starting together all run the migrations; they must not trip over each other."""
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    schema = None
+    if PG_URL:
+        schema, url = _empty_pg_schema(PG_URL)
+    env = dict(os.environ, QWC_DATABASE_URL=url)
+    if schema:
+        env["PGOPTIONS"] = f"-csearch_path={schema}"
+    try:
+        procs = [subprocess.Popen([sys.executable, "-m", "qwc_service", "db", "upgrade"], env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(4)]
+        outputs = [(p.wait(timeout=120), p.stdout.read().decode()) for p in procs]
+        assert all(code == 0 for code, _ in outputs), outputs
+        assert all("(head " in out for _, out in outputs)
+        engine = database.make_engine(url, **({"connect_args": {"options": f"-csearch_path={schema}"}}
+                                              if schema else {}))
+        current, head = database.migration_status(engine)
+        assert current == head
+        if schema:  # the race really happened in the fresh schema
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT count(*) FROM information_schema.tables WHERE table_schema = :s"),
+                                    {"s": schema}).scalar() >= 10
+        engine.dispose()
+    finally:
+        if schema:
+            engine = create_engine(database.normalize_url(PG_URL))
+            with engine.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            engine.dispose()
