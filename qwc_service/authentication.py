@@ -25,17 +25,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from . import metrics
 from .config import Settings
-from .models import AuthCounter, AuthEvent, AuthResultKind, Connection
+from .models import AuthCounter, AuthEvent, AuthResultKind, Connection, as_utc
 from .passwords import CredentialCache, Passwords
 
 security_log = logging.getLogger("qwc_service.security")
+
+# Statements that run on every poll, built once (building them costs more than running them).
+_CONNECTION_BY_USER = select(Connection).where(Connection.username == bindparam("username"))
+_COUNTERS = select(AuthCounter.scope, AuthCounter.locked_until).where(
+    AuthCounter.scope.in_(bindparam("scopes", expanding=True)))
+_INSERT_EVENT = insert(AuthEvent)
 
 #: Results that prove an address belongs to the real Web Connector.
 _SUCCESSES = (AuthResultKind.OK.value, AuthResultKind.NONE.value, AuthResultKind.BUSY.value)
@@ -52,6 +59,8 @@ class Candidate:
     stored_hash: str | None
     enabled: bool
     locked: bool
+    #: Failures of this address against this connection are on record (cleared on success).
+    has_pair_record: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,8 +82,12 @@ class Gatekeeper:
     # -- step 1: look up (short transaction) ---------------------------------
 
     def look_up(self, db: Session, username: str, client_address: str, now: datetime) -> Candidate:
-        connection = db.scalar(select(Connection).where(Connection.username == username)) if username else None
-        locked = self._is_locked(db, connection, client_address, now)
+        connection = db.scalar(_CONNECTION_BY_USER, {"username": username}) if username else None
+        scopes = [_address_scope(client_address)]
+        if connection is not None:
+            scopes += [_pair_scope(connection.id, client_address), _connection_scope(connection.id)]
+        # Core, not ORM: this runs on every poll and needs no objects.
+        counters = db.connection().execute(_COUNTERS, {"scopes": scopes}).all()
         return Candidate(
             username=username,
             client_address=client_address,
@@ -82,17 +95,18 @@ class Gatekeeper:
             connection_name=connection.name if connection else "",
             stored_hash=connection.password_hash if connection else None,
             enabled=bool(connection and connection.enabled),
-            locked=locked,
+            locked=self._is_locked(db, connection, client_address, now, counters),
+            has_pair_record=any(c.scope == _pair_scope(connection.id, client_address) for c in counters)
+            if connection is not None else False,
         )
 
-    def _is_locked(self, db: Session, connection: Connection | None, address: str, now: datetime) -> bool:
-        scopes = [_address_scope(address)]
-        if connection is not None:
-            scopes += [_pair_scope(connection.id, address), _connection_scope(connection.id)]
-        counters = db.scalars(
-            select(AuthCounter).where(AuthCounter.scope.in_(scopes), AuthCounter.locked_until > now)
-        ).all()
+    def _is_locked(
+        self, db: Session, connection: Connection | None, address: str, now: datetime, counters: Sequence[Any]
+    ) -> bool:
         for counter in counters:
+            locked_until = as_utc(counter.locked_until)
+            if locked_until is None or locked_until <= now:
+                continue
             if counter.scope != _connection_scope(getattr(connection, "id", -1)):
                 return True
             if connection is not None and not self._is_known_address(db, connection.id, address, now):
@@ -116,6 +130,11 @@ class Gatekeeper:
         )
 
     # -- step 2: the password (no transaction) -------------------------------
+
+    def remembered(self, candidate: Candidate, password: str) -> bool:
+        """The fast path: this exact login was verified moments ago (no argon2, no wait)."""
+        return (candidate.enabled and candidate.connection_id is not None and candidate.stored_hash is not None
+                and (candidate.connection_id, candidate.stored_hash, password) in self.cache)
 
     def check_password(self, candidate: Candidate, password: str) -> Check:
         """Verify in constant time; the same argon2 work whatever the reason for failing."""
@@ -142,14 +161,10 @@ class Gatekeeper:
     def record(
         self, db: Session, candidate: Candidate, result: AuthResultKind, now: datetime, detail: str = ""
     ) -> None:
-        db.add(
-            AuthEvent(
-                at=now,
-                connection_id=candidate.connection_id,
-                client_address=candidate.client_address[:64],
-                result=result.value,
-                detail=detail[:255],
-            )
+        db.connection().execute(  # Core insert: the unit of work costs more than the row
+            _INSERT_EVENT,
+            {"at": now, "connection_id": candidate.connection_id, "client_address": candidate.client_address[:64],
+             "result": result.value, "detail": detail[:255]},
         )
         if result is AuthResultKind.LOCKED:
             security_log.warning(
@@ -214,8 +229,9 @@ class Gatekeeper:
     def succeed(self, db: Session, candidate: Candidate, check: Check) -> None:
         """A good login clears that address's own record against this connection."""
         assert candidate.connection_id is not None
-        db.execute(delete(AuthCounter).where(AuthCounter.scope == _pair_scope(candidate.connection_id,
-                                                                                 candidate.client_address)))
+        if candidate.has_pair_record:
+            db.execute(delete(AuthCounter).where(AuthCounter.scope == _pair_scope(candidate.connection_id,
+                                                                                     candidate.client_address)))
         if check.new_hash is not None:
             connection = db.get(Connection, candidate.connection_id)
             if connection is not None and connection.password_hash == candidate.stored_hash:
@@ -272,3 +288,4 @@ def _pair_scope(connection_id: int, address: str) -> str:
 
 def _connection_scope(connection_id: int) -> str:
     return f"conn:{connection_id}"
+

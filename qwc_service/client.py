@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from . import connections, database, queue
 from .config import Settings
-from .models import Connection, Job, JobState
+from .models import Connection, Job, JobState, as_utc
 
 #: States after which nothing happens to a job without a person.
 SETTLED_STATES = frozenset({JobState.DONE.value, JobState.FAILED.value, JobState.CANCELLED.value,
@@ -199,8 +199,7 @@ class QueueClient:
             oldest = db.scalar(select(func.min(Job.created_at)).where(Job.connection_id == conn.id,
                                                                        Job.state == JobState.QUEUED.value))
         now = self.clock()
-        if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=timezone.utc)
+        oldest = as_utc(oldest)
         return {
             "connection": conn.name,
             "jobs": {state.value: int(counts.get(state.value, 0)) for state in JobState},

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import diagnosis, logs, metrics, preflight, qbxml, queue, sessions
-from .authentication import Gatekeeper
+from .authentication import Candidate, Check, Gatekeeper
 from .config import Settings
 from .models import AuthResultKind, Connection, Job, JobState, SessionState, WebConnectorSession
 from .passwords import Passwords
@@ -110,41 +110,52 @@ class Conversation:
     def authenticate(self, username: str, password: str, client_address: str = "") -> AuthResult:
         """Let in only the connection's dedicated sync user, and say whether there is work.
 
-        Three short steps (see ``authentication``): look the user up and check
-        for lockouts, verify the password outside any transaction, then record
-        the result and open the session. Every refusal is the same ``nvu``.
+        Look the user up and check for lockouts; verify the password outside
+        any transaction (or, for a login verified moments ago, not at all);
+        then record the result and open the session. Every refusal is the
+        same ``nvu``.
         """
         username, password = username or "", password or ""
         logs.reset()
         with self.db.begin() as db:
-            candidate = self.gate.look_up(db, username, client_address, self.clock())
-        if candidate.locked:
-            with self.db.begin() as db:
-                self.gate.record(db, candidate, AuthResultKind.LOCKED, self.clock(), "locked out")
-            metrics.AUTH_RESULTS.labels(AuthResultKind.LOCKED.value).inc()
-            return NVU_RESULT
-        check = self.gate.check_password(candidate, password)
-        now = self.clock()
+            now = self.clock()
+            candidate = self.gate.look_up(db, username, client_address, now)
+            if candidate.locked:
+                self.gate.record(db, candidate, AuthResultKind.LOCKED, now, "locked out")
+                metrics.AUTH_RESULTS.labels(AuthResultKind.LOCKED.value).inc()
+                return NVU_RESULT
+            if self.gate.remembered(candidate, password):  # the every-minute poll: one transaction
+                return self._admit(db, candidate, Check(True, ""), client_address, now)
+        check = self.gate.check_password(candidate, password)  # argon2, outside any transaction
         with self.db.begin() as db:
+            now = self.clock()
             if not check.valid:
                 self.gate.fail(db, candidate, now, check.detail)
                 metrics.AUTH_RESULTS.labels(AuthResultKind.NVU.value).inc()
                 return NVU_RESULT
-            connection = db.get(Connection, candidate.connection_id, with_for_update=True)
-            if connection is None or not connection.enabled or connection.password_hash != candidate.stored_hash:
-                # Changed between the steps: refuse now, the next poll sees the new state.
-                self.gate.fail(db, candidate, now, "connection changed during login")
-                metrics.AUTH_RESULTS.labels(AuthResultKind.NVU.value).inc()
-                return NVU_RESULT
-            self.gate.succeed(db, candidate, check)
-            result = self._start_session(db, connection, client_address, now)
-            kind = {AuthResult.NONE: AuthResultKind.NONE, AuthResult.BUSY: AuthResultKind.BUSY}.get(
-                result.status, AuthResultKind.OK
-            )
-            self.gate.record(db, candidate, kind, now)
-            metrics.AUTH_RESULTS.labels(kind.value).inc()
-            log.info("authenticate: connection=%s %s", connection.name, kind.value)
-            return result
+            return self._admit(db, candidate, check, client_address, now)
+
+    def _admit(self, db: Session, candidate: Candidate, check: Check, client_address: str, now: datetime
+               ) -> AuthResult:
+        """A verified login: busy, none, or a new session (the connection row is locked meanwhile)."""
+        # Lock the row so two processes cannot both open a session (SQLite's
+        # transactions already hold the whole database, so it needs no re-read).
+        locking = db.get_bind().dialect.name != "sqlite"
+        connection = db.get(Connection, candidate.connection_id, with_for_update=locking or None)
+        if connection is None or not connection.enabled or connection.password_hash != candidate.stored_hash:
+            # Changed between the steps: refuse now, the next poll sees the new state.
+            self.gate.fail(db, candidate, now, "connection changed during login")
+            metrics.AUTH_RESULTS.labels(AuthResultKind.NVU.value).inc()
+            return NVU_RESULT
+        self.gate.succeed(db, candidate, check)
+        result = self._start_session(db, connection, client_address, now)
+        kind = {AuthResult.NONE: AuthResultKind.NONE, AuthResult.BUSY: AuthResultKind.BUSY}.get(
+            result.status, AuthResultKind.OK
+        )
+        self.gate.record(db, candidate, kind, now)
+        metrics.AUTH_RESULTS.labels(kind.value).inc()
+        log.info("authenticate: connection=%s %s", connection.name, kind.value)
+        return result
 
     def _start_session(
         self, db: Session, connection: Connection, client_address: str, now: datetime
@@ -161,12 +172,12 @@ class Conversation:
                 )
             else:
                 wait = max(5, math.ceil(self.settings.session_takeover_seconds - silence))
-                return AuthResult(sessions.new_ticket(), AuthResult.BUSY, postpone_seconds=wait)
+                return AuthResult(sessions.sessionless_ticket(), AuthResult.BUSY, postpone_seconds=wait)
         run_every = connection.min_run_every_seconds
         if not connection.always_open and not queue.has_work(db, connection.id, now):
             # No session row: closeConnection for this ticket finds nothing,
             # which is the right answer for a run with nothing to do.
-            return AuthResult(sessions.new_ticket(), AuthResult.NONE, min_run_every_seconds=run_every)
+            return AuthResult(sessions.sessionless_ticket(), AuthResult.NONE, min_run_every_seconds=run_every)
         ticket, _ = sessions.open_session(db, connection, now, client_address)
         return AuthResult(ticket, connection.company_file, min_run_every_seconds=run_every)
 
@@ -177,6 +188,9 @@ class Conversation:
         """One call's transaction: its time, the live session the ticket names (or None), its log tags."""
         now = self.clock()
         logs.reset()
+        if not sessions.may_exist(ticket):  # e.g. the ticket of a "none" answer: no database needed
+            yield None, None, now  # type: ignore[misc]
+            return
         with self.db.begin() as db:
             session = sessions.find_live(db, ticket, now, self.settings)
             self._bind(session)
@@ -413,6 +427,8 @@ class Conversation:
         """End the session and return the one-line summary QBWC shows in its status column."""
         now = self.clock()
         logs.reset()
+        if not sessions.may_exist(ticket):
+            return CLOSED_SESSION_TEXT
         with self.db.begin() as db:
             session = sessions.find(db, ticket)
             self._bind(session)

@@ -20,6 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -68,10 +69,18 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    options: dict[str, Any] = {}
+    if make_url(url).database not in (None, "", ":memory:"):
+        # Every transaction takes SQLite's write lock, so a process gains nothing
+        # from a second connection; threads queue for the one connection (a
+        # cheap condition wait) instead of polling SQLite's busy handler.
+        options = {"poolclass": QueuePool, "pool_size": 1, "max_overflow": 0,
+                   "pool_timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    options.update(kwargs)
     engine = create_engine(
         url,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-        **kwargs,
+        **options,
     )
 
     @event.listens_for(engine, "connect")

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from . import database, queue
-from .models import AuthEvent, AuthResultKind, Connection, Job, JobState, SessionState, WebConnectorSession
+from .models import AuthEvent, AuthResultKind, Connection, Job, JobState, SessionState, WebConnectorSession, as_utc
 
 #: No poll for this many scheduled intervals means the Web Connector has stopped.
 OVERDUE_FACTOR = 3
@@ -73,11 +73,11 @@ def connection_health(db: Session, connection: Connection, now: datetime) -> Con
         name=connection.name,
         enabled=connection.enabled,
         run_every_seconds=connection.run_every_seconds,
-        last_authenticate=_aware(last_auth),
-        last_successful_session=_aware(last_good),
-        overdue=is_overdue(connection, _aware(last_auth), now),
+        last_authenticate=as_utc(last_auth),
+        last_successful_session=as_utc(last_good),
+        overdue=is_overdue(connection, as_utc(last_auth), now),
         queued=int(counts.get(JobState.QUEUED.value, 0)),
-        oldest_queued_age_seconds=round((now - _aware(oldest)).total_seconds(), 1) if oldest else None,
+        oldest_queued_age_seconds=round((now - as_utc(oldest)).total_seconds(), 1) if oldest else None,
         failed=int(counts.get(JobState.FAILED.value, 0)),
         in_doubt=int(counts.get(JobState.IN_DOUBT.value, 0)),
         held=queue.held_count(db, connection.id),
@@ -96,14 +96,6 @@ def is_overdue(connection: Connection, last_authenticate: datetime | None, now: 
 
 def all_connections(db: Session, now: datetime) -> list[ConnectionHealth]:
     return [connection_health(db, c, now) for c in db.scalars(select(Connection).order_by(Connection.name))]
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    from datetime import timezone
-
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=timezone.utc)
 
 
 def readiness(engine: Engine) -> tuple[bool, str]:

@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import Connection, Job, JobState, WebhookDelivery
+from .models import Connection, Job, JobState, WebhookDelivery, as_utc
 
 _SIZE_BUCKETS = (1e3, 1e4, 1e5, 1e6, 1e7, 5e7, 1e8, 4e8)
 
@@ -66,7 +66,7 @@ class QueueCollector(Collector):
             depth.add_metric([name], count)
         for connection_id, created in ages:
             if created is not None:
-                created = created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+                created = as_utc(created)
                 oldest.add_metric([names.get(connection_id, str(connection_id))], (now - created).total_seconds())
         for state, count in deliveries:
             hooks.add_metric([state], count)

@@ -28,6 +28,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
+def as_utc(moment: Optional[datetime]) -> Optional[datetime]:
+    """Aware UTC from a value Core queries return (SQLite gives naive UTC)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)
+
+
 class CompressedText(TypeDecorator[str]):
     """Text stored zlib-compressed: qbXML answers run to tens of MB and compress ~10:1."""
 

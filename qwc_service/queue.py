@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Sequence
 
-from sqlalchemy import and_, delete, exists, func, literal, or_, select
+from sqlalchemy import and_, bindparam, delete, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased, defer
 
 from . import metrics, qbxml, webhooks
@@ -171,8 +171,13 @@ def _dependency_reason(dependency: Job) -> str:
 # -- handing jobs out ---------------------------------------------------------------
 
 
-def _claimable(connection_id: int, now: datetime, held: bool | None = False):  # type: ignore[no-untyped-def]
-    """Queued, due, and every job it waits for is done; held or not (None: either)."""
+def _claimable(held: bool | None):  # type: ignore[no-untyped-def]
+    """Queued, due, and every job it waits for is done; held or not (None: either).
+
+    Built once with bind parameters (``:connection_id``, ``:now``): these
+    statements run on every poll, and building SQLAlchemy expressions costs
+    more than executing them.
+    """
     dependency = aliased(Job)
     unmet = exists().where(
         JobDependency.job_id == Job.id,
@@ -180,14 +185,21 @@ def _claimable(connection_id: int, now: datetime, held: bool | None = False):  #
         dependency.state != D.value,
     )
     conditions = [
-        Job.connection_id == connection_id,
+        Job.connection_id == bindparam("connection_id"),
         Job.state == Q.value,
-        or_(Job.not_before.is_(None), Job.not_before <= now),
+        or_(Job.not_before.is_(None), Job.not_before <= bindparam("now", type_=Job.not_before.type)),
         ~unmet,
     ]
     if held is not None:
         conditions.append(Job.held_wall.is_not(None) if held else Job.held_wall.is_(None))
     return and_(*conditions)
+
+
+_NEXT = (select(Job).where(_claimable(held=False)).order_by(Job.priority.desc(), Job.id).limit(1)
+         .with_for_update(skip_locked=True, of=Job))
+_PROBE = select(Job).where(_claimable(held=True)).order_by(Job.id).limit(1).with_for_update(skip_locked=True, of=Job)
+_ANY_WORK = select(Job.id).where(_claimable(held=None)).limit(1)
+_WORK_COUNT = select(func.count()).select_from(Job).where(_claimable(held=False))
 
 
 def claim_next(db: Session, connection_id: int, session_id: int, now: datetime) -> Job | None:
@@ -197,13 +209,7 @@ def claim_next(db: Session, connection_id: int, session_id: int, now: datetime) 
     transactions already hold the write lock) keeps two processes from
     handing out the same job.
     """
-    job = db.scalar(
-        select(Job)
-        .where(_claimable(connection_id, now))
-        .order_by(Job.priority.desc(), Job.id)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=Job)
-    )
+    job = db.scalar(_NEXT, {"connection_id": connection_id, "now": now})
     if job is None:
         return None
     return _hand_out(db, job, session_id, now, f"sent in session {session_id}")
@@ -211,13 +217,7 @@ def claim_next(db: Session, connection_id: int, session_id: int, now: datetime) 
 
 def claim_probe(db: Session, connection_id: int, session_id: int, now: datetime) -> Job | None:
     """When only held jobs remain, send the oldest one to see whether the wall is gone."""
-    job = db.scalar(
-        select(Job)
-        .where(_claimable(connection_id, now, held=True))
-        .order_by(Job.id)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=Job)
-    )
+    job = db.scalar(_PROBE, {"connection_id": connection_id, "now": now})
     if job is None:
         return None
     return _hand_out(db, job, session_id, now, f"sent in session {session_id} to see whether this is fixed: "
@@ -233,11 +233,11 @@ def _hand_out(db: Session, job: Job, session_id: int, now: datetime, reason: str
 
 def has_work(db: Session, connection_id: int, now: datetime) -> bool:
     """Anything a session could send now, held jobs included (one of them probes the wall)."""
-    return db.scalar(select(Job.id).where(_claimable(connection_id, now, held=None)).limit(1)) is not None
+    return db.connection().execute(_ANY_WORK, {"connection_id": connection_id, "now": now}).first() is not None
 
 
 def work_count(db: Session, connection_id: int, now: datetime) -> int:
-    return db.scalar(select(func.count()).select_from(Job).where(_claimable(connection_id, now))) or 0
+    return db.scalar(_WORK_COUNT, {"connection_id": connection_id, "now": now}) or 0
 
 
 def held_count(db: Session, connection_id: int) -> int:

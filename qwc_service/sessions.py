@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from . import metrics, queue
@@ -22,6 +22,20 @@ from .models import Connection, SessionState, WebConnectorSession
 
 def new_ticket() -> str:
     return secrets.token_urlsafe(24)
+
+
+#: Marks tickets handed out with "none" or "busy": no session stands behind
+#: them (urlsafe base64 never contains it), so their calls need no database.
+SESSIONLESS = "~"
+
+
+def sessionless_ticket() -> str:
+    return SESSIONLESS + secrets.token_urlsafe(24)
+
+
+def may_exist(ticket: str) -> bool:
+    """False for tickets that cannot name a session (empty, or handed out with none/busy)."""
+    return bool(ticket) and not ticket.startswith(SESSIONLESS)
 
 
 def hash_ticket(ticket: str) -> str:
@@ -50,9 +64,9 @@ def open_session(
 
 def find(db: Session, ticket: str) -> WebConnectorSession | None:
     """The session a ticket names, in whatever state it is."""
-    if not ticket:
+    if not may_exist(ticket):
         return None
-    return db.scalar(select(WebConnectorSession).where(WebConnectorSession.ticket_hash == hash_ticket(ticket)))
+    return db.scalar(_BY_TICKET, {"ticket_hash": hash_ticket(ticket)})
 
 
 def find_live(db: Session, ticket: str, now: datetime, settings: Settings) -> WebConnectorSession | None:
@@ -74,14 +88,13 @@ def is_expired(session: WebConnectorSession, now: datetime, settings: Settings) 
 
 
 def open_sessions(db: Session, connection_id: int) -> list[WebConnectorSession]:
-    return list(
-        db.scalars(
-            select(WebConnectorSession).where(
-                WebConnectorSession.connection_id == connection_id,
-                WebConnectorSession.state == SessionState.OPEN.value,
-            )
-        )
-    )
+    return list(db.scalars(_OPEN, {"connection_id": connection_id}))
+
+
+# Built once: these run on every call.
+_BY_TICKET = select(WebConnectorSession).where(WebConnectorSession.ticket_hash == bindparam("ticket_hash"))
+_OPEN = select(WebConnectorSession).where(WebConnectorSession.connection_id == bindparam("connection_id"),
+                                          WebConnectorSession.state == SessionState.OPEN.value)
 
 
 def end(

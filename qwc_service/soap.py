@@ -9,12 +9,20 @@ does nothing but hand its parameters to the conversation core.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from lxml import etree
+import spyne.const
 from spyne import Application, Fault, Integer32, ServiceBase, Unicode, rpc
 from spyne.model.complex import Array
 from spyne.protocol.soap import Soap11
+
+# Spyne runs a full gc.collect() after a call whenever a second has passed,
+# to release file descriptors of uploads we never create. On a heap holding
+# SQLAlchemy and lxml that costs more CPU than answering the calls; Python's
+# own collector is enough.
+spyne.const.MIN_GC_INTERVAL = float("inf")
 
 from .conversation import Conversation
 
@@ -107,17 +115,21 @@ class HardenedSoap11(Soap11):
     a DTD through; a QuickBooks answer can be 100 MB, so ``huge_tree`` is on.
     """
 
+    _parsers = threading.local()  # lxml parsers may not be shared between threads
+
     def create_in_document(self, ctx: Any, charset: str | None = None) -> None:
         body = b"".join(ctx.in_string)
-        parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            huge_tree=True,
-            remove_comments=True,
-            remove_pis=True,
-            strip_cdata=True,
-        )
+        parser = getattr(self._parsers, "parser", None)
+        if parser is None:
+            parser = self._parsers.parser = etree.XMLParser(
+                resolve_entities=False,
+                no_network=True,
+                load_dtd=False,
+                huge_tree=True,
+                remove_comments=True,
+                remove_pis=True,
+                strip_cdata=True,
+            )
         try:
             root = etree.fromstring(body, parser) if body else None
         except etree.XMLSyntaxError as exc:
