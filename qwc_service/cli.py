@@ -595,7 +595,7 @@ def doctor(as_json: bool) -> None:
               help="Print the whole troubleshooting guide (every code and preflight warning) as Markdown.")
 def explain(code: str | None, everything: bool) -> None:
     """Explain a QuickBooks status code, HRESULT or QBWC code, offline."""
-    from . import diagnosis, preflight
+    from . import diagnosis
 
     if everything:
         click.echo(troubleshooting_guide(), nl=False)

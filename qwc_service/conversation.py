@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable, Iterator
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import diagnosis, logs, metrics, preflight, qbxml, queue, sessions

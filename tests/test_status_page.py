@@ -37,7 +37,6 @@ from qwc_service.simulator import (
     FakeWebConnector,
     Faults,
     Outcome,
-    QuickBooksProfile,
     build_scenario,
 )
 from qwc_service.status_page import LIST_LIMIT, make_status_app
