@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Sequence
 
-from sqlalchemy import and_, bindparam, delete, exists, func, literal, or_, select
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, literal, or_, select
 from sqlalchemy.orm import Session, aliased, defer
 
 from . import metrics, qbxml, webhooks
@@ -254,19 +254,20 @@ def queued_count(db: Session, connection_id: int) -> int:
     ) or 0
 
 
+_OUTSTANDING = select(Job).where(Job.session_id == bindparam("session_id"), Job.state == S.value,
+                                 Job.sent_at.is_not(None)).limit(1)
+_NEXT_PAGE = select(Job).where(Job.session_id == bindparam("session_id"), Job.state == S.value,
+                               Job.sent_at.is_(None), Job.iterator_id.is_not(None)).limit(1)
+
+
 def outstanding(db: Session, session_id: int) -> Job | None:
     """The job whose answer this session is waiting for, if any."""
-    return db.scalar(
-        select(Job).where(Job.session_id == session_id, Job.state == S.value, Job.sent_at.is_not(None)).limit(1)
-    )
+    return db.scalar(_OUTSTANDING, {"session_id": session_id})
 
 
 def next_page(db: Session, session_id: int) -> Job | None:
     """A paged query of this session whose next page is yet to be asked for."""
-    return db.scalar(
-        select(Job).where(Job.session_id == session_id, Job.state == S.value, Job.sent_at.is_(None),
-                          Job.iterator_id.is_not(None)).limit(1)
-    )
+    return db.scalar(_NEXT_PAGE, {"session_id": session_id})
 
 
 def send_page(job: Job, now: datetime) -> None:
@@ -381,6 +382,8 @@ def _record_page(db: Session, job: Job, response: str, status: ResponseStatus, n
 
 
 def _merge_pages(db: Session, job: Job, last: str) -> str:
+    if not job.page_size:
+        return last  # only paged queries have pages
     pages = list(db.scalars(select(JobPage.response_xml).where(JobPage.job_id == job.id).order_by(JobPage.seq)))
     if not pages:
         return last
@@ -454,17 +457,18 @@ def _on_wall(wall: str):  # type: ignore[no-untyped-def]
     return Job.id.is_not(None)
 
 
+_RELEASABLE = select(Job).where(
+    Job.connection_id == bindparam("connection_id"),
+    Job.state == Q.value,
+    Job.held_wall.is_not(None),
+    or_(Job.held_wall.in_(bindparam("walls", expanding=True)), ~Job.held_wall.like("permission:%")),
+)
+
+
 def release_walls(db: Session, connection_id: int, request_types: str, now: datetime) -> int:
     """A request succeeded: release the jobs held behind walls it proves are gone."""
     walls = [f"permission:{t}" for t in request_types.split()]
-    released = db.scalars(
-        select(Job).where(
-            Job.connection_id == connection_id,
-            Job.state == Q.value,
-            Job.held_wall.is_not(None),
-            or_(Job.held_wall.in_(walls), ~Job.held_wall.like("permission:%")),
-        )
-    ).all()
+    released = db.scalars(_RELEASABLE, {"connection_id": connection_id, "walls": walls}).all()
     for job in released:
         _record(db, job, Q, Q, now, f"released: a later request succeeded ({job.held_wall} is gone)")
         job.held_wall, job.wall_hits, job.error = None, 0, None
@@ -572,9 +576,13 @@ def _move(db: Session, job: Job, to: JobState, now: datetime, reason: str) -> No
         _fail_dependents(db, job, now)
 
 
+_INSERT_EVENT = insert(JobEvent)
+
+
 def _record(db: Session, job: Job, old: JobState | None, new: JobState, now: datetime, reason: str) -> None:
-    db.add(JobEvent(job_id=job.id, at=now, from_state=old.value if old else "", to_state=new.value,
-                    reason=reason[:4000]))
+    # A Core insert: the history row needs no unit of work, and this runs on every transition.
+    db.connection().execute(_INSERT_EVENT, {"job_id": job.id, "at": now, "from_state": old.value if old else "",
+                                            "to_state": new.value, "reason": reason[:4000]})
 
 
 def _fail_dependents(db: Session, job: Job, now: datetime) -> None:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import __version__
@@ -81,11 +81,14 @@ def _utcnow() -> datetime:
 # -- the outbox ----------------------------------------------------------------------
 
 
+_CONNECTION_URL = select(Connection.webhook_url).where(Connection.id == bindparam("connection_id"))
+
+
 def on_settled(db: Session, job: Job, now: datetime) -> WebhookDelivery | None:
     """Queue a delivery for a job that has just settled, if anyone asked for one."""
     if job.state not in SETTLED:
         return None
-    url = job.webhook_url or db.scalar(select(Connection.webhook_url).where(Connection.id == job.connection_id))
+    url = job.webhook_url or db.scalar(_CONNECTION_URL, {"connection_id": job.connection_id})
     if not url:
         return None
     delivery = WebhookDelivery(
