@@ -536,6 +536,7 @@ def simulate(ctx: _Context, name: str, url: str | None, password_stdin: bool, sc
     with ctx.transaction() as db:
         conn = connections.get_connection(db, name)
         username, owner_id, file_id = conn.username, conn.owner_id, conn.file_id
+        qb_user = conn.qb_user or conn.username
     real = [j for j in client.list(connection=name, states=["queued"], limit=1000)
             if not (j.dedupe_key or "").startswith(_DEMO_KEY)]
     if real and not use_queued_jobs:
@@ -546,7 +547,10 @@ def simulate(ctx: _Context, name: str, url: str | None, password_stdin: bool, sc
             for i, text in enumerate(_DEMO_JOBS[scenario])]
     if scenario == "iterator":
         demo.append(client.enqueue(name, "<InvoiceQueryRq/>", page_size=10, key=f"{_DEMO_KEY}iterator:{stamp}"))
-    quickbooks, faults = build_scenario(scenario, profile=QuickBooksProfile(owner_id=owner_id, file_id=file_id))
+    # QuickBooks opened unattended as the expected user: only the scenario's own trouble shows.
+    profile = QuickBooksProfile(owner_id=owner_id, file_id=file_id, is_automatic_login=True,
+                                is_automatic_login_allowed=True, automatic_login_user_name=qb_user)
+    quickbooks, faults = build_scenario(scenario, profile=profile)
     target = url or f"http://127.0.0.1:{ctx.settings.port}/qbwc"
     try:
         result = FakeWebConnector(target, quickbooks, faults=faults, username=username, password=password,

@@ -90,6 +90,7 @@ def configure(settings: Settings, stream: Any = None) -> logging.Handler:
     root.addHandler(handler)
     root.setLevel(level)
     payload_log.setLevel(logging.INFO if settings.log_payloads == "on" else logging.CRITICAL + 1)
+    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))  # "Context impl …" is noise
     return handler
 
 
