@@ -8,7 +8,6 @@ database: it turns text into facts and back.
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -281,56 +280,68 @@ class ResponseStatus:
         return self.severity == "Error"
 
 
-def read_statuses(text: str) -> list[ResponseStatus]:
-    """Read every ``…Rs`` status from a response without building the whole tree.
+class _StatusCollector:
+    """An lxml parser target that keeps only what ``read_statuses`` needs.
 
-    Responses can be 100 MB, so this streams with iterparse and keeps only
-    the attributes of the third-level elements.
+    A target receives start/end events from lxml's C parser without a tree
+    being built, and this one ignores text entirely, so a 100 MB answer costs
+    one pass and no memory beyond its statuses.
     """
-    statuses: list[ResponseStatus] = []
-    depth = 0
-    events = etree.iterparse(
-        io.BytesIO(text.encode("utf-8")),
-        events=("start", "end"),
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        huge_tree=True,
-        remove_comments=True,
-    )
+
+    def __init__(self) -> None:
+        self.statuses: list[ResponseStatus] = []
+        self.root_tag: str | None = None
+        self.saw_doctype = False
+
+    def doctype(self, name: str, public_id: str | None, system_url: str | None) -> None:
+        self.saw_doctype = True
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        # No end() and no depth: an element is a response status when it is
+        # named ...Rs and carries statusCode, which in qbXML only they do.
+        if self.root_tag is None:
+            self.root_tag = tag
+        elif "statusCode" in attrib and tag.endswith("Rs"):
+            self.statuses.append(_status_of(tag, attrib))
+
+    def close(self) -> list[ResponseStatus]:
+        return self.statuses
+
+
+def read_statuses(text: str) -> list[ResponseStatus]:
+    """Read every ``…Rs`` status from a response without building the tree.
+
+    Responses can be 100 MB: the statuses are the attributes of the
+    third-level elements, and nothing else is kept.
+    """
+    collector = _StatusCollector()
+    parser = etree.XMLParser(target=collector, resolve_entities=False, no_network=True, load_dtd=False,
+                             huge_tree=True, remove_comments=True, encoding="utf-8")
     try:
-        for event, element in events:
-            if event == "start":
-                depth += 1
-                if depth == 1:
-                    _refuse_dtd(element.getroottree(), "the response")
-                    if element.tag != "QBXML":
-                        raise QbxmlError(f"the response root is <{element.tag}>, not <QBXML>")
-                elif depth == 3 and isinstance(element.tag, str) and element.tag.endswith("Rs"):
-                    statuses.append(_status_of(element))
-            else:
-                depth -= 1
-                if depth >= 2:
-                    element.clear(keep_tail=False)
+        statuses = etree.fromstring(text.encode("utf-8"), parser)
     except etree.XMLSyntaxError as exc:
         raise QbxmlError(f"the response is not well-formed XML: {_position(exc)}") from None
-    return statuses
+    if collector.saw_doctype:
+        raise QbxmlError("the response contains a DTD or entity declaration, which is not allowed")
+    if collector.root_tag != "QBXML":
+        raise QbxmlError(f"the response root is <{collector.root_tag}>, not <QBXML>")
+    return list(statuses)
 
 
-def _status_of(element: etree._Element) -> ResponseStatus:
-    raw_code = element.get("statusCode", "")
+def _status_of(tag: str, attrib: dict[str, str]) -> ResponseStatus:
+    raw_code = attrib.get("statusCode", "")
     try:
         code = int(raw_code)
     except ValueError:
-        raise QbxmlError(f"<{element.tag}> has statusCode={raw_code!r}, not a number") from None
-    remaining = element.get("iteratorRemainingCount")
+        raise QbxmlError(f"<{tag}> has statusCode={raw_code!r}, not a number") from None
+    remaining = attrib.get("iteratorRemainingCount")
     return ResponseStatus(
-        request_type=element.tag[:-2],
-        request_id=element.get("requestID"),
+        request_type=tag[:-2],
+        request_id=attrib.get("requestID"),
         code=code,
-        severity=element.get("statusSeverity", "Error" if code else "Info"),
-        message=element.get("statusMessage", ""),
-        iterator_id=element.get("iteratorID"),
+        severity=attrib.get("statusSeverity", "Error" if code else "Info"),
+        message=attrib.get("statusMessage", ""),
+        iterator_id=attrib.get("iteratorID"),
         iterator_remaining=int(remaining) if remaining and remaining.isdigit() else None,
     )
 
