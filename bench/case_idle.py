@@ -99,6 +99,8 @@ def run(opts: Options) -> list[Result]:
                 CASE, f"idle sessions/s by qbwc_load.py (4 conns), {label}", ours_rate, "sessions/s", floor_rate,
                 cost_ratio(ours_rate, floor_rate, higher_is_better=True), "≥ 500/s", ours_rate >= 500,
                 note="cross-check with the shared instrument"))
+    if not opts.quick:
+        results.extend(_threads(opts))
     opts.say("case 2: layers, in-process CPU per idle poll")
     split = layers.measure_idle(n=300 if opts.quick else 600)
     results.append(Result(
@@ -113,6 +115,36 @@ def run(opts: Options) -> list[Result]:
         cost_ratio(split["stack"], split["floor"], higher_is_better=False), "(diagnosis)", None,
         note="over HTTP add waitress (floor over HTTP minus floor in-process) and thread hand-offs"))
     return results
+
+
+def _threads(opts: Options) -> list[Result]:
+    """The same warm idle poll under ``serve --threads`` 8 (the default), 2 and 1: what GIL hand-offs cost."""
+    db = dbsetup.fresh_sqlite("idle-threads")
+    rows: list[Result] = []
+    base = None
+    try:
+        users = [c[2] for c in dbsetup.add_connections(db, 20, prefix="idlet")]
+        for threads in (8, 2, 1):
+            opts.say(f"case 2: serve --threads {threads}, 20 connections, 6 s")
+            server = start_qwc_server(f"idle-threads-{threads}", db.url, threads=threads)
+            try:
+                driver.run_idle(server.url, users, PASSWORD, clients=opts.clients,
+                                max_sessions_per_client=-(-len(users) // opts.clients))
+                run_ = driver.run_idle(server.url, users, PASSWORD, clients=opts.clients, duration=6.0,
+                                       server_cpu=server.cpu_seconds)
+            finally:
+                server.stop()
+            cpu = run_.server_cpu / run_.sessions * 1e3 if run_.sessions and run_.server_cpu is not None else None
+            if base is None:
+                base = run_.sessions_per_s
+            rows.append(Result(
+                CASE, f"idle sessions/s with serve --threads {threads} (20 conns, SQLite)", round(run_.sessions_per_s, 1),
+                "sessions/s", round(base, 1), cost_ratio(run_.sessions_per_s, base, higher_is_better=True),
+                "(diagnosis)", None, note=f"{_r(cpu)} ms server CPU per poll; floor = --threads 8",
+                details={"server_cpu_ms_per_session": _r(cpu), "errors": run_.errors[:3]}))
+    finally:
+        db.dispose()
+    return rows
 
 
 def _backends(opts: Options, n_conn: int) -> list[tuple[str, Any, int]]:

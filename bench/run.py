@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in cases:
             case_started = time.time()
+            load_before = [round(x, 2) for x in os.getloadavg()]
             try:
                 results.extend(_case(name)(opts))
             except KeyboardInterrupt:
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 common.stop_all()
             opts.say(f"case {name} took {time.time() - case_started:.0f} s")
+            payload.setdefault("cases", []).append({  # type: ignore[union-attr]
+                "case": name, "seconds": round(time.time() - case_started, 1),
+                "loadavg_before": load_before, "loadavg_after": [round(x, 2) for x in os.getloadavg()]})
             payload["results"] = [r.to_dict() for r in results]
             common.write_json(json_path, payload)
     except KeyboardInterrupt:
