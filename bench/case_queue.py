@@ -110,40 +110,9 @@ def _backend(opts: Options, label: str, make: Callable[[], dbsetup.BenchDatabase
                 results.append(Result(
                     CASE, f"  + release_walls + progress count p99, {size:,}, {label}", _ms(f99), "ms",
                     _ms(base["full_p99"]), full_growth, "(what a pair runs)", None, note=f"p50 {_ms(f50)} ms"))
-        if opts.quick:
-            return results
-        # What the recommended migration would give, tried on this benchmark database only:
-        # the claim index in the claim's own order, held jobs apart, and the progress count capped.
-        opts.say(f"case 3: {label}, {sizes[-1]:,} jobs with the recommended indexes (bench database only)")
-        with db.engine.begin() as conn:
-            for ddl in RECOMMENDED_INDEXES:
-                conn.execute(text(ddl))
-            if db.kind == "postgresql":
-                conn.execute(text("ANALYZE jobs"))
-        used = Counter()
-        _measure(maker, ids, sessions, rng, 50, full=False, used=used)
-        rounds = []
-        for _ in range(3):
-            _top_up(db, used)
-            rounds.append(_measure(maker, ids, sessions, rng, ops, full=False, used=used))
-        p99 = sorted(driver.percentile(r, 99) or 0 for r in rounds)[1]
-        p50 = driver.percentile([x for r in rounds for x in r], 50)
-        growth = round(p99 / base["p99"], 2) if p99 and base["p99"] else None
-        results.append(Result(
-            CASE, f"  with recommended indexes: claim+complete p99, {sizes[-1]:,}, {label}", _ms(p99), "ms",
-            _ms(base["p99"]), growth, "(what the fix gives)", None,
-            note=f"p50 {_ms(p50)} ms; indexes created on the benchmark database only",
-            details={"ddl": RECOMMENDED_INDEXES, "p99_ms_by_round": [_ms(driver.percentile(r, 99)) for r in rounds]}))
     finally:
         db.dispose()
     return results
-
-
-RECOMMENDED_INDEXES = [
-    "DROP INDEX ix_jobs_claim",
-    "CREATE INDEX ix_jobs_claim ON jobs (connection_id, state, priority DESC, id) WHERE held_wall IS NULL",
-    "CREATE INDEX ix_jobs_held ON jobs (connection_id, state, held_wall) WHERE held_wall IS NOT NULL",
-]
 
 
 def _top_up(db: dbsetup.BenchDatabase, used: Counter[int]) -> None:

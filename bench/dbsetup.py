@@ -47,7 +47,7 @@ class BenchDatabase:
 def fresh_sqlite(label: str) -> BenchDatabase:
     tmpdir = tempfile.mkdtemp(prefix=f"qwc-bench-{label}-")
     url = f"sqlite:///{Path(tmpdir) / 'qwc.db'}"
-    engine = database.make_engine(url)
+    engine = database.make_engine(url, background_checkpoints=True)  # as `serve` runs it
     database.upgrade(engine)
     return BenchDatabase(url, engine, "sqlite", tmpdir)
 

@@ -33,7 +33,7 @@ class Service:
 
 
 def build(settings: Settings, *, migrate: bool = True, **conversation_options: Any) -> Service:
-    engine = database.make_engine(settings.database_url)
+    engine = database.make_engine(settings.database_url, background_checkpoints=True)
     if migrate:
         database.upgrade(engine)
     conversation = Conversation(

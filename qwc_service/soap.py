@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
 import spyne.const
@@ -18,17 +18,19 @@ from spyne import Application, Fault, Integer32, ServiceBase, Unicode, rpc
 from spyne.model.complex import Array
 from spyne.protocol.soap import Soap11
 
+if TYPE_CHECKING:
+    from .conversation import Conversation
+
 # Spyne runs a full gc.collect() after a call whenever a second has passed,
 # to release file descriptors of uploads we never create. On a heap holding
 # SQLAlchemy and lxml that costs more CPU than answering the calls; Python's
 # own collector is enough.
 spyne.const.MIN_GC_INTERVAL = float("inf")
 
-from .conversation import Conversation
+from .envelopes import INTERNAL_ERROR, NAMESPACE, Call, perform
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "http://developer.intuit.com/"
 SERVICE_NAME = "QBWebConnectorSvc"
 PORT_NAME = "QBWebConnectorSvcSoap"
 
@@ -41,71 +43,63 @@ Int = Integer32(min_occurs=1, nillable=False)
 ArrayOfString = Array(Unicode(min_occurs=0, nillable=True), type_name="ArrayOfString")
 
 
-def _conversation(ctx: Any) -> Conversation:
-    return ctx.app.conversation  # type: ignore[no-any-return]
-
-
-def _client_address(ctx: Any) -> str:
+def _perform(ctx: Any, **params: Any) -> Any:
+    """Hand the call to the conversation through the table the direct path uses too."""
     environ = getattr(ctx.transport, "req_env", None) or {}
-    return environ.get("qwc.client_address") or environ.get("REMOTE_ADDR", "")
-
-
-def _s(value: str | None) -> str:
-    """Empty elements and missing ones mean the same thing to QBWC."""
-    return value or ""
+    address = environ.get("qwc.client_address") or environ.get("REMOTE_ADDR", "")
+    call = Call(ctx.descriptor.name, params)
+    return perform(ctx.app.conversation, call, address)
 
 
 class QBWebConnectorSvc(ServiceBase):
-    """The eleven operations of Intuit's QBWebConnectorSvc."""
+    """The eleven operations of Intuit's QBWebConnectorSvc (parameters: ``envelopes.OPERATIONS``)."""
 
     @rpc(_returns=String)
     def serverVersion(ctx):  # noqa: N802,N805
-        return _conversation(ctx).server_version()
+        return _perform(ctx)
 
     @rpc(String.customize(sub_name="strVersion"), _returns=String)
     def clientVersion(ctx, strVersion):  # noqa: N802,N805,N803
-        return _conversation(ctx).client_version(_s(strVersion))
+        return _perform(ctx, strVersion=strVersion)
 
     @rpc(String, String, _returns=ArrayOfString)
     def authenticate(ctx, strUserName, strPassword):  # noqa: N802,N805,N803
-        result = _conversation(ctx).authenticate(_s(strUserName), _s(strPassword), _client_address(ctx))
-        return result.as_array()
+        return _perform(ctx, strUserName=strUserName, strPassword=strPassword)
 
     @rpc(String, String, String, String, Int, Int, _returns=String)
     def sendRequestXML(  # noqa: N802,N805
         ctx, ticket, strHCPResponse, strCompanyFileName, qbXMLCountry, qbXMLMajorVers, qbXMLMinorVers  # noqa: N803
     ):
-        return _conversation(ctx).send_request_xml(
-            _s(ticket), _s(strHCPResponse), _s(strCompanyFileName), _s(qbXMLCountry), qbXMLMajorVers, qbXMLMinorVers
-        )
+        return _perform(ctx, ticket=ticket, strHCPResponse=strHCPResponse, strCompanyFileName=strCompanyFileName,
+                        qbXMLCountry=qbXMLCountry, qbXMLMajorVers=qbXMLMajorVers, qbXMLMinorVers=qbXMLMinorVers)
 
     @rpc(String, String, String, String, _returns=Int)
     def receiveResponseXML(ctx, ticket, response, hresult, message):  # noqa: N802,N805
-        return _conversation(ctx).receive_response_xml(_s(ticket), _s(response), _s(hresult), _s(message))
+        return _perform(ctx, ticket=ticket, response=response, hresult=hresult, message=message)
 
     @rpc(String, String, String, _returns=String)
     def connectionError(ctx, ticket, hresult, message):  # noqa: N802,N805
-        return _conversation(ctx).connection_error(_s(ticket), _s(hresult), _s(message))
+        return _perform(ctx, ticket=ticket, hresult=hresult, message=message)
 
     @rpc(String, _returns=String)
     def getLastError(ctx, ticket):  # noqa: N802,N805
-        return _conversation(ctx).get_last_error(_s(ticket))
+        return _perform(ctx, ticket=ticket)
 
     @rpc(String, _returns=String)
     def closeConnection(ctx, ticket):  # noqa: N802,N805
-        return _conversation(ctx).close_connection(_s(ticket))
+        return _perform(ctx, ticket=ticket)
 
     @rpc(String, String, _returns=String)
     def getInteractiveURL(ctx, wcTicket, sessionID):  # noqa: N802,N805,N803
-        return _conversation(ctx).get_interactive_url(_s(wcTicket), _s(sessionID))
+        return _perform(ctx, wcTicket=wcTicket, sessionID=sessionID)
 
     @rpc(String, _returns=String)
     def interactiveDone(ctx, wcTicket):  # noqa: N802,N805,N803
-        return _conversation(ctx).interactive_done(_s(wcTicket))
+        return _perform(ctx, wcTicket=wcTicket)
 
     @rpc(String, String, _returns=String)
     def interactiveRejected(ctx, wcTicket, reason):  # noqa: N802,N805
-        return _conversation(ctx).interactive_rejected(_s(wcTicket), _s(reason))
+        return _perform(ctx, wcTicket=wcTicket, reason=reason)
 
 
 class HardenedSoap11(Soap11):
@@ -159,10 +153,10 @@ class _Application(Application):  # type: ignore[misc]
             raise
         except Exception:
             log.exception("error answering %s", getattr(ctx, "method_request_string", "?"))
-            raise Fault("Server", "Internal error; the server log has the details.") from None
+            raise Fault("Server", INTERNAL_ERROR) from None
 
 
-def make_application(conversation: Conversation) -> Application:
+def make_application(conversation: "Conversation") -> Application:
     application = _Application(
         [QBWebConnectorSvc],
         tns=NAMESPACE,

@@ -13,17 +13,19 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import tempfile
 import threading
 import time
 from typing import Any, Callable, Iterable, Sequence
 
+from lxml import etree
 from spyne.server.wsgi import WsgiApplication
 from werkzeug.exceptions import HTTPException, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from .api import make_api
-from . import health, metrics
+from . import envelopes, health, metrics
 from .config import ConfigError, Settings
 from .conversation import Conversation
 from .soap import build_wsdl, fault_envelope, make_application
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"
+#: Request bodies are read and parsed this much at a time.
+READ_CHUNK = 1024 * 1024
+#: A request body is kept in memory up to this size, on disk beyond it (only for Spyne's sake).
+SPOOL_IN_MEMORY = 4 * 1024 * 1024
 
 # Spyne logs whole request documents at DEBUG and offending values in
 # validation errors; never let that reach a handler. Our own code logs what
@@ -64,6 +70,8 @@ class QwcApplication:
             max_content_length=self.settings.max_body_bytes,
             block_length=1024 * 1024,
         )
+        #: Answer QBWC-shaped calls without Spyne (switched off only to compare the two).
+        self.direct_calls = True
         self._trusted_proxies = parse_networks(self.settings.trusted_proxies)
         self._wsdl: dict[str, bytes] = {}
         self._wsdl_lock = threading.Lock()
@@ -87,11 +95,13 @@ class QwcApplication:
             return self._dispatch(environ, start_response)
         except Exception:  # the last line of defence: never a traceback to a client
             log.exception("unexpected error answering %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
-            return self._soap_fault("Server", "Internal error; the server log has the details.", 500)(
+            return self._soap_fault("Server", envelopes.INTERNAL_ERROR, 500)(
                 environ, start_response
             )
 
     def _dispatch(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/qbwc":  # every poll: skip the router
+            return self._qbwc(environ, start_response)
         adapter = self.url_map.bind_to_environ(environ)
         try:
             endpoint, _ = adapter.match()
@@ -149,21 +159,76 @@ class QwcApplication:
         return self._timed_soap(environ, start_response)
 
     def _timed_soap(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """Answer through Spyne, counting the call by operation (from QBWC's SOAPAction) and outcome."""
+        """Answer the call, counting it by operation (from QBWC's SOAPAction) and outcome.
+
+        A call in QBWC's own shape is answered directly (``qwc_service.envelopes``);
+        anything else goes to Spyne with its body untouched.
+        """
         operation = _operation(environ.get("HTTP_SOAPACTION", ""))
-        status: list[str] = []
-
-        def recording_start_response(code: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-            status.append(code)
-            return start_response(code, headers, *exc)
-
         started = time.perf_counter()
-        body = self.soap(environ, recording_start_response)
+        direct = self._direct(environ) if self.direct_calls else None
+        if direct is not None:
+            code, payload = direct
+            start_response(code, [("Content-Type", SOAP_CONTENT_TYPE), ("Content-Length", str(len(payload)))])
+            body: Iterable[bytes] = [payload]
+            status = [code]
+        else:
+            status = []
+
+            def recording_start_response(code: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+                status.append(code)
+                return start_response(code, headers, *exc)
+
+            body = self.soap(environ, recording_start_response)
         metrics.SOAP_SECONDS.labels(operation).observe(time.perf_counter() - started)
         metrics.SOAP_BYTES.labels(operation).observe(float(environ.get("CONTENT_LENGTH") or 0))
         ok = bool(status) and status[0].startswith("200")
         metrics.SOAP_CALLS.labels(operation, "ok" if ok else "fault").inc()
         return body
+
+    def _direct(self, environ: dict[str, Any]) -> tuple[str, bytes] | None:
+        """Answer a QBWC-shaped call without Spyne, or leave it (body intact) for Spyne.
+
+        The body is fed to the parser as it arrives, so a 100 MB answer is never
+        held whole as bytes next to its tree; a copy is spooled (to disk past
+        ``SPOOL_IN_MEMORY``) only so that Spyne can have it if the shape is not ours.
+        """
+        try:
+            remaining = int(environ.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            return None
+        stream = environ["wsgi.input"]
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        parser: Any = envelopes.new_parser()
+        while remaining > 0:
+            chunk = stream.read(min(remaining, READ_CHUNK))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+            spool.write(chunk)
+            if parser is not None:
+                try:
+                    parser.feed(chunk)
+                except etree.XMLSyntaxError:
+                    parser = None
+        call = None
+        if parser is not None and remaining == 0:
+            try:
+                call = envelopes.read_call(parser.close())
+            except etree.XMLSyntaxError:
+                pass
+        parser = None  # the tree goes now: the call holds plain strings
+        if call is None:
+            spool.seek(0)
+            environ["wsgi.input"] = spool
+            return None
+        spool.close()
+        try:
+            result = envelopes.perform(self.conversation, call, environ["qwc.client_address"])
+            return "200 OK", envelopes.answer(call.operation, result)
+        except Exception:
+            log.exception("error answering %s", call.operation)
+            return "500 Internal Server Error", envelopes.fault("Server", envelopes.INTERNAL_ERROR)
 
     def _metrics(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         token = self.settings.metrics_token

@@ -62,6 +62,34 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path) -> None:
     engine.dispose()
 
 
+def test_servers_checkpoint_sqlite_in_the_background(tmp_path, monkeypatch) -> None:
+    """No request pays for a checkpoint, yet the write-ahead log is reused instead of growing."""
+    import time
+
+    monkeypatch.setattr(database, "SQLITE_CHECKPOINT_SECONDS", 0.1)
+    path = tmp_path / "ckpt.db"
+    engine = database.make_engine(f"sqlite:///{path}", background_checkpoints=True)
+
+    def write_batch() -> None:
+        for _ in range(200):
+            with engine.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO t VALUES (?)", ("x" * 2000,))
+
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        conn.exec_driver_sql("CREATE TABLE t (v TEXT)")
+    write_batch()
+    first = (tmp_path / "ckpt.db-wal").stat().st_size
+    time.sleep(1.0)
+    write_batch()
+    assert (tmp_path / "ckpt.db-wal").stat().st_size < first * 1.2  # without checkpoints: twice the size
+    engine.dispose()
+    plain = database.make_engine(f"sqlite:///{tmp_path / 'plain.db'}")
+    with plain.connect() as conn:  # CLI commands and tests keep SQLite's own checkpoints
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    plain.dispose()
+
+
 def test_plain_postgresql_urls_use_psycopg3() -> None:
     assert database.normalize_url("postgresql://u:p@h/db").startswith("postgresql+psycopg://u:p@h/db")
     assert database.normalize_url("sqlite:///x.db") == "sqlite:///x.db"
