@@ -36,7 +36,7 @@ from .config import Settings
 from .exceptions import InvalidInput, NotFound
 from .models import Job, JobState, WebhookDelivery
 from .qbxml import QbxmlError
-from .queue import TransitionRefused
+from .queue import MAX_BATCH, NewJob, TransitionRefused
 from .tokens import Principal
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ class Api:
             [
                 Rule(f"{PREFIX}/openapi.json", endpoint="getOpenApi", methods=["GET"]),
                 Rule(f"{PREFIX}/connections/<name>/jobs", endpoint="createJob", methods=["POST"]),
+                Rule(f"{PREFIX}/connections/<name>/jobs/batch", endpoint="createJobs", methods=["POST"]),
                 Rule(f"{PREFIX}/connections/<name>/queue", endpoint="getQueueSummary", methods=["GET"]),
                 Rule(f"{PREFIX}/jobs", endpoint="listJobs", methods=["GET"]),
                 Rule(f"{PREFIX}/jobs/{job}", endpoint="getJob", methods=["GET"]),
@@ -126,6 +127,7 @@ class Api:
         )
         self._handlers: dict[str, Callable[..., Response]] = {
             "createJob": self.create_job,
+            "createJobs": self.create_jobs,
             "getQueueSummary": self.queue_summary,
             "listJobs": self.list_jobs,
             "getJob": self.get_job,
@@ -205,41 +207,47 @@ class Api:
     def create_job(self, request: Request, principal: Principal, name: str) -> Response:
         _only_params(request)
         self._connection_in_scope(principal, name)
-        body = self._json_body(request)
-        unknown = sorted(set(body) - set(CREATE_FIELDS))
-        if unknown:
-            raise ApiError("invalid_request", f"unknown field {unknown[0]!r}; the fields are {', '.join(CREATE_FIELDS)}")
-        qbxml = body.get("qbxml")
-        if not isinstance(qbxml, str):
-            raise ApiError("invalid_request", "qbxml: required, a string holding the qbXML request")
-        key = _optional_str(body, "key")
-        replace = body.get("replace", False)
-        if not isinstance(replace, bool):
-            raise ApiError("invalid_request", "replace: must be true or false")
-        if replace and key is None:
-            raise ApiError("invalid_request", "replace: needs a key (it replaces the queued job with that key)")
-        after = body.get("after")
-        if after is None:
-            after = []
-        if not isinstance(after, list) or not all(_is_int(v) and 1 <= v <= MAX_INT for v in after):
-            raise ApiError("invalid_request", "after: must be a list of job ids")
-        webhook_url = _optional_str(body, "webhook_url")
-        if webhook_url is not None:
-            _check_url(webhook_url)
+        job = _new_job(self._json_body(request))
         info = self.client.enqueue(
             name,
-            qbxml,
-            priority=_int_field(body, "priority", 0, -MAX_INT - 1, MAX_INT),
-            after=after,
-            key=key,
-            replace=replace,
-            not_before=_time_field(body, "not_before"),
-            page_size=_optional_int(body, "page_size"),
-            webhook_url=webhook_url,
+            job.request,
+            priority=job.priority,
+            after=job.after,
+            key=job.key,
+            replace=job.replace,
+            not_before=job.not_before,
+            page_size=job.page_size,
+            webhook_url=job.webhook_url,
         )
         response = _json(_job_json(info, enqueued=True), 201 if info.created else 200)
         response.headers["Location"] = f"{PREFIX}/jobs/{info.id}"
         return response
+
+    def create_jobs(self, request: Request, principal: Principal, name: str) -> Response:
+        """Many jobs in one request and one transaction: all are queued, or none (the error names the item)."""
+        _only_params(request)
+        self._connection_in_scope(principal, name)
+        body = self._json_body(request)
+        unknown = sorted(set(body) - {"jobs"})
+        if unknown:
+            raise ApiError("invalid_request", f"unknown field {unknown[0]!r}; the body is {{\"jobs\": [...]}}")
+        items = body.get("jobs")
+        if not isinstance(items, list) or not items:
+            raise ApiError("invalid_request", f"jobs: required, a list of 1 to {MAX_BATCH} new jobs")
+        if len(items) > MAX_BATCH:
+            raise ApiError("invalid_request",
+                           f"jobs: a batch holds at most {MAX_BATCH} jobs; this one has {len(items)}: split it")
+        jobs = []
+        for index, item in enumerate(items):
+            try:
+                if not isinstance(item, dict):
+                    raise ApiError("invalid_request", "must be a JSON object (the body of POST …/jobs)")
+                jobs.append(_new_job(item))
+            except ApiError as exc:
+                raise ApiError(exc.code, f"item {index}: {exc.message}") from None
+        infos = self.client.enqueue_many(name, jobs)
+        created = any(info.created for info in infos)
+        return _json({"jobs": [_job_json(info, enqueued=True) for info in infos]}, 201 if created else 200)
 
     def get_job(self, request: Request, principal: Principal, job_id: int) -> Response:
         _only_params(request, "payloads")
@@ -360,6 +368,40 @@ def _delivery_json(delivery: WebhookDelivery) -> dict[str, Any]:
 
 
 # -- JSON and query parameters in ----------------------------------------------------------------
+
+
+def _new_job(body: dict[str, Any]) -> NewJob:
+    """A createJob body (or one item of a batch), checked field by field."""
+    unknown = sorted(set(body) - set(CREATE_FIELDS))
+    if unknown:
+        raise ApiError("invalid_request", f"unknown field {unknown[0]!r}; the fields are {', '.join(CREATE_FIELDS)}")
+    qbxml = body.get("qbxml")
+    if not isinstance(qbxml, str):
+        raise ApiError("invalid_request", "qbxml: required, a string holding the qbXML request")
+    key = _optional_str(body, "key")
+    replace = body.get("replace", False)
+    if not isinstance(replace, bool):
+        raise ApiError("invalid_request", "replace: must be true or false")
+    if replace and key is None:
+        raise ApiError("invalid_request", "replace: needs a key (it replaces the queued job with that key)")
+    after = body.get("after")
+    if after is None:
+        after = []
+    if not isinstance(after, list) or not all(_is_int(v) and 1 <= v <= MAX_INT for v in after):
+        raise ApiError("invalid_request", "after: must be a list of job ids")
+    webhook_url = _optional_str(body, "webhook_url")
+    if webhook_url is not None:
+        _check_url(webhook_url)
+    return NewJob(
+        request=qbxml,
+        priority=_int_field(body, "priority", 0, -MAX_INT - 1, MAX_INT),
+        after=tuple(after),
+        key=key,
+        replace=replace,
+        not_before=_time_field(body, "not_before"),
+        page_size=_optional_int(body, "page_size"),
+        webhook_url=webhook_url,
+    )
 
 
 def _no_constants(name: str) -> Any:
@@ -528,6 +570,27 @@ OPENAPI: dict[str, Any] = {
                     "400", "401", "404", "413", "422"),
             },
         },
+        f"{PREFIX}/connections/{{name}}/jobs/batch": {
+            "post": {
+                "operationId": "createJobs",
+                "summary": "Queue many qbXML requests for a connection at once: all of them, or none",
+                "description": (
+                    f"Each item is what POST /connections/{{name}}/jobs takes, with the same rules; at most "
+                    f"{MAX_BATCH} items. One transaction: a bad item refuses the whole batch, and the error "
+                    "message starts with 'item N:', its 0-based index. The answer lists the jobs in the order "
+                    "given, each with created and warnings as createJob answers them; a job that a later item "
+                    "replaced (same key, replace: true) is shown as it stands after the batch."
+                ),
+                "parameters": [_CONNECTION],
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": _ref("NewJobBatch")}}},
+                "responses": _responses(
+                    {"201": _ok("Queued; the jobs in the order given", "EnqueuedJobList"),
+                     "200": _ok("Every item's key matched a queued job, which is returned (with replace: true, it "
+                                "now carries that item's request); no job was added", "EnqueuedJobList")},
+                    "400", "401", "404", "413", "422"),
+            },
+        },
         f"{PREFIX}/connections/{{name}}/queue": {
             "get": {
                 "operationId": "getQueueSummary",
@@ -657,6 +720,11 @@ OPENAPI: dict[str, Any] = {
                                                          "connection's webhook)."),
                 },
             },
+            "NewJobBatch": {
+                "type": "object", "required": ["jobs"], "additionalProperties": False,
+                "properties": {"jobs": {"type": "array", "items": _ref("NewJob"), "minItems": 1,
+                                        "maxItems": MAX_BATCH}},
+            },
             "JobState": {"type": "string", "enum": _STATES},
             "ResponseStatus": {
                 "type": "object", "additionalProperties": False,
@@ -707,6 +775,10 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "EnqueuedJob": {"allOf": [_ref("Job")], "required": ["created", "warnings"]},
+            "EnqueuedJobList": {
+                "type": "object", "additionalProperties": False, "required": ["jobs"],
+                "properties": {"jobs": {"type": "array", "items": _ref("EnqueuedJob")}},
+            },
             "JobDetail": {"allOf": [_ref("Job")], "required": ["history"]},
             "JobPage": {
                 "type": "object", "additionalProperties": False, "required": ["jobs", "next_cursor"],

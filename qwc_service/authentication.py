@@ -23,7 +23,7 @@ without a ticket, so this module keeps it dull and uniform:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
@@ -39,7 +39,12 @@ from .passwords import CredentialCache, Passwords
 security_log = logging.getLogger("qwc_service.security")
 
 # Statements that run on every poll, built once (building them costs more than running them).
-_CONNECTION_BY_USER = select(Connection).where(Connection.username == bindparam("username"))
+#: What a login needs of its connection, read with Core: the every-minute
+#: poll builds no ORM objects at all unless it opens a session.
+_LOGIN_COLUMNS = (Connection.id, Connection.name, Connection.password_hash, Connection.enabled,
+                  Connection.always_open, Connection.min_run_every_seconds, Connection.company_file)
+_CONNECTION_BY_USER = select(*_LOGIN_COLUMNS).where(Connection.username == bindparam("username"))
+_CONNECTION_FOR_UPDATE = select(*_LOGIN_COLUMNS).where(Connection.id == bindparam("id")).with_for_update()
 _COUNTERS = select(AuthCounter.scope, AuthCounter.locked_until).where(
     AuthCounter.scope.in_(bindparam("scopes", expanding=True)))
 _INSERT_EVENT = insert(AuthEvent)
@@ -61,6 +66,8 @@ class Candidate:
     locked: bool
     #: Failures of this address against this connection are on record (cleared on success).
     has_pair_record: bool = False
+    #: The connection's login columns (``_LOGIN_COLUMNS``) as read in the look-up.
+    row: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,8 @@ class Gatekeeper:
     # -- step 1: look up (short transaction) ---------------------------------
 
     def look_up(self, db: Session, username: str, client_address: str, now: datetime) -> Candidate:
-        connection = db.scalar(_CONNECTION_BY_USER, {"username": username}) if username else None
+        connection = db.connection().execute(_CONNECTION_BY_USER, {"username": username}).first() \
+            if username else None
         scopes = [_address_scope(client_address)]
         if connection is not None:
             scopes += [_pair_scope(connection.id, client_address), _connection_scope(connection.id)]
@@ -98,6 +106,7 @@ class Gatekeeper:
             locked=self._is_locked(db, connection, client_address, now, counters),
             has_pair_record=any(c.scope == _pair_scope(connection.id, client_address) for c in counters)
             if connection is not None else False,
+            row=connection,
         )
 
     def _is_locked(
@@ -128,6 +137,20 @@ class Gatekeeper:
             )
             is not None
         )
+
+    def target(self, db: Session, candidate: Candidate, *, looked_up_here: bool) -> Any:
+        """The connection's login columns again, locked for this transaction, or None if it is gone.
+
+        SQLite's transactions already hold the whole database (``BEGIN
+        IMMEDIATE``), so a look-up made in this same transaction is current
+        and is reused; PostgreSQL re-reads with ``FOR UPDATE`` so that two
+        processes cannot both open a session.
+        """
+        if candidate.connection_id is None:
+            return None
+        if looked_up_here and candidate.row is not None and db.get_bind().dialect.name == "sqlite":
+            return candidate.row
+        return db.connection().execute(_CONNECTION_FOR_UPDATE, {"id": candidate.connection_id}).first()
 
     # -- step 2: the password (no transaction) -------------------------------
 

@@ -14,7 +14,7 @@ import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -124,7 +124,7 @@ class Conversation:
                 metrics.AUTH_RESULTS.labels(AuthResultKind.LOCKED.value).inc()
                 return NVU_RESULT
             if self.gate.remembered(candidate, password):  # the every-minute poll: one transaction
-                return self._admit(db, candidate, Check(True, ""), client_address, now)
+                return self._admit(db, candidate, Check(True, ""), client_address, now, looked_up_here=True)
         check = self.gate.check_password(candidate, password)  # argon2, outside any transaction
         with self.db.begin() as db:
             now = self.clock()
@@ -132,15 +132,12 @@ class Conversation:
                 self.gate.fail(db, candidate, now, check.detail)
                 metrics.AUTH_RESULTS.labels(AuthResultKind.NVU.value).inc()
                 return NVU_RESULT
-            return self._admit(db, candidate, check, client_address, now)
+            return self._admit(db, candidate, check, client_address, now, looked_up_here=False)
 
-    def _admit(self, db: Session, candidate: Candidate, check: Check, client_address: str, now: datetime
-               ) -> AuthResult:
+    def _admit(self, db: Session, candidate: Candidate, check: Check, client_address: str, now: datetime, *,
+               looked_up_here: bool) -> AuthResult:
         """A verified login: busy, none, or a new session (the connection row is locked meanwhile)."""
-        # Lock the row so two processes cannot both open a session (SQLite's
-        # transactions already hold the whole database, so it needs no re-read).
-        locking = db.get_bind().dialect.name != "sqlite"
-        connection = db.get(Connection, candidate.connection_id, with_for_update=locking or None)
+        connection = self.gate.target(db, candidate, looked_up_here=looked_up_here)
         if connection is None or not connection.enabled or connection.password_hash != candidate.stored_hash:
             # Changed between the steps: refuse now, the next poll sees the new state.
             self.gate.fail(db, candidate, now, "connection changed during login")
@@ -156,10 +153,12 @@ class Conversation:
         log.info("authenticate: connection=%s %s", connection.name, kind.value)
         return result
 
-    def _start_session(
-        self, db: Session, connection: Connection, client_address: str, now: datetime
-    ) -> AuthResult:
-        """Busy, none, or a new session; the connection row is locked, so this is atomic."""
+    def _start_session(self, db: Session, connection: Any, client_address: str, now: datetime) -> AuthResult:
+        """Busy, none, or a new session; the connection row is locked, so this is atomic.
+
+        ``connection`` is the login's Core row; the ORM object is loaded only
+        when a session is opened.
+        """
         for other in sessions.open_sessions(db, connection.id):
             silence = (now - other.last_seen_at).total_seconds()
             if sessions.is_expired(other, now, self.settings):
@@ -177,7 +176,7 @@ class Conversation:
             # No session row: closeConnection for this ticket finds nothing,
             # which is the right answer for a run with nothing to do.
             return AuthResult(sessions.sessionless_ticket(), AuthResult.NONE, min_run_every_seconds=run_every)
-        ticket, _ = sessions.open_session(db, connection, now, client_address)
+        ticket, _ = sessions.open_session(db, db.get_one(Connection, connection.id), now, client_address)
         return AuthResult(ticket, connection.company_file, min_run_every_seconds=run_every)
 
     # -- the exchange -------------------------------------------------------
@@ -225,13 +224,15 @@ class Conversation:
             session.qbxml_country = (country or session.qbxml_country)[:8]
             session.qbxml_major = major if major is not None else session.qbxml_major
             session.qbxml_minor = minor if minor is not None else session.qbxml_minor
-            lost = queue.outstanding(db, session.id)
-            if lost is not None:
-                # QBWC asked again without answering: the last exchange was lost.
+            in_flight = queue.in_flight(db, session.id)
+            page = next((j for j in in_flight if j.sent_at is None and j.iterator_id is not None), None)
+            if any(j.sent_at is not None for j in in_flight):
+                # QBWC asked again without answering: the last exchange was lost
+                # (and with it any iterator: release_unanswered requeues paged queries too).
                 queue.release_unanswered(db, session.id, now, "The Web Connector asked for new work instead of "
                                                               "answering this job")
+                page = None
             facts = HostFacts.from_dict(session.host_facts)
-            page = queue.next_page(db, session.id)
             if page is not None:
                 queue.send_page(page, now)
                 log.info("sendRequestXML: session=%s job=%s next page", session.id, page.id)
@@ -339,7 +340,7 @@ class Conversation:
                 if found is not None:
                     return self._after_failure(db, session, job, outcome, found, now)
                 session.jobs_failed += 1
-            return self._progress(db, session, now)
+            return self._progress(db, session, now, page_pending=outcome.continues)
 
     def _after_failure(
         self, db: Session, session: WebConnectorSession, job: Job, outcome: queue.Outcome, found: "_Found",
@@ -365,10 +366,15 @@ class Conversation:
         log.info("receiveResponseXML: session=%s job=%s stops the session (%s)", session.id, job.id, found.wall)
         return STOP
 
-    def _progress(self, db: Session, session: WebConnectorSession, now: datetime) -> int:
-        """Percent done; 100 only when nothing this session could still send remains."""
+    def _progress(self, db: Session, session: WebConnectorSession, now: datetime,
+                  page_pending: bool | None = None) -> int:
+        """Percent done; 100 only when nothing this session could still send remains.
+
+        ``page_pending``: whether a paged query awaits its next page, when the
+        caller knows (the answer just recorded says so); else it is looked up.
+        """
         remaining = queue.work_count(db, session.connection_id, now)
-        if queue.next_page(db, session.id) is not None:
+        if page_pending if page_pending is not None else queue.next_page(db, session.id) is not None:
             remaining += 1
         if remaining == 0:
             return 100

@@ -244,8 +244,22 @@ def merge_pages(pages: list[str]) -> str:
     return etree.tostring(first.getroottree(), xml_declaration=True, encoding="utf-8").decode("utf-8")
 
 
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def unrepresentable_text(xml: str) -> list[str]:
-    """Warnings for text QuickBooks cannot store (outside ISO-8859-1), naming where it is."""
+    """Warnings for text QuickBooks cannot store (outside ISO-8859-1), naming where it is.
+
+    ``xml`` is a request ``prepare_request`` accepted; it is not validated again.
+    """
+    if "&#" not in xml and _latin1(xml):
+        # No such character, literal or referenced: skip a second parse of every job queued.
+        return []
     root = parse_document(xml, "the request")
     warnings = []
     for element in root.iter():
@@ -308,6 +322,10 @@ class _StatusCollector:
         return self.statuses
 
 
+#: Characters of a response handed to a parser at a time.
+FEED_CHARS = 1 << 20
+
+
 def read_statuses(text: str) -> list[ResponseStatus]:
     """Read every ``…Rs`` status from a response without building the tree.
 
@@ -318,7 +336,10 @@ def read_statuses(text: str) -> list[ResponseStatus]:
     parser = etree.XMLParser(target=collector, resolve_entities=False, no_network=True, load_dtd=False,
                              huge_tree=True, remove_comments=True, encoding="utf-8")
     try:
-        statuses = etree.fromstring(text.encode("utf-8"), parser)
+        # Fed in slices, so that no second full copy of a 100 MB answer is made.
+        for start in range(0, len(text), FEED_CHARS):
+            parser.feed(text[start:start + FEED_CHARS].encode("utf-8", "surrogatepass"))
+        statuses = parser.close()
     except etree.XMLSyntaxError as exc:
         raise QbxmlError(f"the response is not well-formed XML: {_position(exc)}") from None
     if collector.saw_doctype:

@@ -88,11 +88,16 @@ def is_expired(session: WebConnectorSession, now: datetime, settings: Settings) 
 
 
 def open_sessions(db: Session, connection_id: int) -> list[WebConnectorSession]:
+    """The connection's open sessions (almost always none: checked with Core first, on every login)."""
+    if db.connection().execute(_ANY_OPEN, {"connection_id": connection_id}).first() is None:
+        return []
     return list(db.scalars(_OPEN, {"connection_id": connection_id}))
 
 
 # Built once: these run on every call.
 _BY_TICKET = select(WebConnectorSession).where(WebConnectorSession.ticket_hash == bindparam("ticket_hash"))
+_ANY_OPEN = select(WebConnectorSession.id).where(WebConnectorSession.connection_id == bindparam("connection_id"),
+                                                 WebConnectorSession.state == SessionState.OPEN.value).limit(1)
 _OPEN = select(WebConnectorSession).where(WebConnectorSession.connection_id == bindparam("connection_id"),
                                           WebConnectorSession.state == SessionState.OPEN.value)
 

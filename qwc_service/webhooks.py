@@ -84,11 +84,19 @@ def _utcnow() -> datetime:
 _CONNECTION_URL = select(Connection.webhook_url).where(Connection.id == bindparam("connection_id"))
 
 
+def _connection_url(db: Session, connection_id: int) -> str | None:
+    """The connection's webhook URL, from the row this transaction already loaded when it did."""
+    loaded = db.identity_map.get(db.identity_key(Connection, connection_id))
+    if loaded is not None:
+        return loaded.webhook_url  # type: ignore[no-any-return]
+    return db.scalar(_CONNECTION_URL, {"connection_id": connection_id})
+
+
 def on_settled(db: Session, job: Job, now: datetime) -> WebhookDelivery | None:
     """Queue a delivery for a job that has just settled, if anyone asked for one."""
     if job.state not in SETTLED:
         return None
-    url = job.webhook_url or db.scalar(_CONNECTION_URL, {"connection_id": job.connection_id})
+    url = job.webhook_url or _connection_url(db, job.connection_id)
     if not url:
         return None
     delivery = WebhookDelivery(

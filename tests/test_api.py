@@ -42,7 +42,7 @@ HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "tra
 
 #: The keywords the document uses; anything else fails loudly rather than being ignored.
 SCHEMA_KEYWORDS = {"$ref", "allOf", "type", "enum", "format", "minimum", "maximum", "required", "properties",
-                   "additionalProperties", "items", "description", "default"}
+                   "additionalProperties", "items", "minItems", "maxItems", "description", "default"}
 TYPES: dict[str, Callable[[Any], bool]] = {
     "null": lambda v: v is None,
     "boolean": lambda v: isinstance(v, bool),
@@ -95,6 +95,8 @@ def schema_errors(value: Any, schema: dict[str, Any], document: dict[str, Any] =
                 errors += schema_errors(item, properties[name], document, f"{at}.{name}")
             elif schema.get("additionalProperties") is False:
                 errors.append(f"{at}: {name!r} is not documented")
+    if isinstance(value, list) and not schema.get("minItems", 0) <= len(value) <= schema.get("maxItems", len(value)):
+        errors.append(f"{at}: {len(value)} items, not {schema.get('minItems', 0)} to {schema.get('maxItems', 'any')}")
     if isinstance(value, list) and "items" in schema:
         for index, item in enumerate(value):
             errors += schema_errors(item, schema["items"], document, f"{at}[{index}]")
@@ -275,6 +277,10 @@ def test_the_schema_checker_can_fail() -> None:
     assert any("not a date-time" in e for e in schema_errors({"created_at": "yesterday"}, job))
     assert any("no time zone" in e for e in schema_errors({"created_at": "2026-01-01T00:00:00"}, job))
     assert any("'created' is missing" in e for e in schema_errors({}, {"$ref": "#/components/schemas/EnqueuedJob"}))
+    batch = {"$ref": "#/components/schemas/EnqueuedJobList"}
+    assert any("'created' is missing" in e for e in schema_errors({"jobs": [{}]}, batch))
+    assert any("0 items, not 1 to 1000" in e for e in schema_errors({"jobs": []},
+                                                                    {"$ref": "#/components/schemas/NewJobBatch"}))
 
 
 def test_every_documented_response_is_produced(api, db, acme, other, admin, make_token, enqueue, monkeypatch):
@@ -292,7 +298,8 @@ def test_every_documented_response_is_produced(api, db, acme, other, admin, make
     operations = [(path, method.upper(), op) for path, item in OPENAPI["paths"].items()
                   for method, op in item.items() if method in HTTP_METHODS]
     for path, method, op in operations:
-        body = {"qbxml": QUERY} if "requestBody" in op else None
+        body = ({"jobs": [{"qbxml": QUERY}]} if op["operationId"] == "createJobs" else {"qbxml": QUERY}) \
+            if "requestBody" in op else None
         if op.get("security") == []:
             continue
         api.call(method, url(path), body=body, expect=401)
@@ -308,6 +315,11 @@ def test_every_documented_response_is_produced(api, db, acme, other, admin, make
     api.call("POST", jobs, token=admin, body={"qbxml": QUERY, "key": "k"}, expect=200)
     api.call("POST", jobs, token=admin, data=b"x" * (SMALL_CAP + 1), expect=413)
     api.call("POST", jobs, token=admin, body={"qbxml": "<CustomerQueryRq>"}, expect=422)
+    batch = f"{PREFIX}/connections/acme/jobs/batch"
+    api.call("POST", batch, token=admin, body={"jobs": [{"qbxml": QUERY}, {"qbxml": ADD, "key": "k"}]}, expect=201)
+    api.call("POST", batch, token=admin, body={"jobs": [{"qbxml": ADD, "key": "k"}]}, expect=200)
+    api.call("POST", batch, token=admin, data=b"x" * (SMALL_CAP + 1), expect=413)
+    api.call("POST", batch, token=admin, body={"jobs": [{"qbxml": QUERY}, {"qbxml": "<CustomerQueryRq>"}]}, expect=422)
     api.call("GET", f"{PREFIX}/connections/acme/queue", token=admin, expect=200)
     api.call("GET", f"{PREFIX}/jobs", token=admin, expect=200)
     api.call("GET", f"{PREFIX}/jobs/{queued.id}", token=admin, expect=200)
@@ -450,6 +462,98 @@ def test_a_dedupe_key_returns_or_replaces_the_queued_job(api, acme, admin) -> No
     assert (again["id"], again["created"], again["request_types"]) == (first["id"], False, ["CustomerQuery"])
     replaced = api.call("POST", url, token=admin, body={"qbxml": ADD, "key": "sync", "replace": True}, expect=200).body
     assert (replaced["id"], replaced["request_types"]) == (first["id"], ["CustomerAdd"])
+
+
+# -- batches --------------------------------------------------------------------------------------------
+
+BATCH = f"{PREFIX}/connections/acme/jobs/batch"
+
+
+def job_count(db) -> int:
+    with db.begin() as s:
+        return s.query(Job).count()
+
+
+def test_a_batch_answers_every_job_in_the_order_given(api, db, acme, admin, enqueue) -> None:
+    first = enqueue(acme, ADD)
+    items = [
+        {"qbxml": QUERY},
+        {"qbxml": "<CustomerAddRq><CustomerAdd><Name>Zoë 😀</Name></CustomerAdd></CustomerAddRq>", "priority": 7},
+        {"qbxml": "<InvoiceQueryRq/>", "after": [first.id], "not_before": "2026-12-01T09:00:00", "page_size": 100,
+         "webhook_url": "https://example.invalid/hook", "key": "nightly"},
+    ]
+    answer = api.call("POST", BATCH, token=admin, body={"jobs": items}, expect=201)
+    jobs = answer.body["jobs"]
+    assert [j["request_types"] for j in jobs] == [["CustomerQuery"], ["CustomerAdd"], ["InvoiceQuery"]]
+    ids = [j["id"] for j in jobs]
+    assert ids == sorted(ids) and ids[0] > first.id and "Location" not in answer.headers
+    assert [(j["created"], j["state"]) for j in jobs] == [(True, "queued")] * 3
+    assert jobs[1]["priority"] == 7 and "U+1F600" in jobs[1]["warnings"][0] and jobs[0]["warnings"] == []
+    assert (jobs[2]["after"], jobs[2]["dedupe_key"], jobs[2]["not_before"]) == (
+        [first.id], "nightly", "2026-12-01T09:00:00+00:00")
+    with db.begin() as s:
+        stored = s.get(Job, ids[2])
+        assert (stored.webhook_url, stored.page_size) == ("https://example.invalid/hook", 100)
+        assert 'iterator="Start"' in stored.request_xml
+    detail = api.call("GET", f"{PREFIX}/jobs/{ids[0]}", token=admin, expect=200).body
+    assert [(e["from_state"], e["to_state"], e["reason"]) for e in detail["history"]] == [("", "queued", "enqueued")]
+    # A batch whose every key matches a queued job adds nothing: 200, as createJob answers.
+    again = api.call("POST", BATCH, token=admin, body={"jobs": [{"qbxml": ADD, "key": "nightly", "replace": True}]},
+                     expect=200).body["jobs"]
+    assert (again[0]["id"], again[0]["created"], again[0]["request_types"]) == (ids[2], False, ["CustomerAdd"])
+    assert job_count(db) == 4
+
+
+@pytest.mark.parametrize("body,message", [
+    ({}, "jobs: required, a list of 1 to 1000 new jobs"),
+    ({"jobs": []}, "jobs: required, a list of 1 to 1000 new jobs"),
+    ({"jobs": {"qbxml": QUERY}}, "jobs: required, a list of 1 to 1000 new jobs"),
+    ({"jobs": [{"qbxml": QUERY}], "priority": 1}, "unknown field 'priority'; the body is {\"jobs\": [...]}"),
+    ({"jobs": [{"qbxml": "<CustomerQueryRq/>"}] * 1001},
+     "jobs: a batch holds at most 1000 jobs; this one has 1001: split it"),
+    ({"jobs": [{"qbxml": QUERY}, "<CustomerQueryRq/>"]}, "item 1: must be a JSON object"),
+    ({"jobs": [{"qbxml": QUERY}, {"qbxml": QUERY, "priorty": 1}]}, "item 1: unknown field 'priorty'"),
+    ({"jobs": [{"qbxml": QUERY}, {"qbxml": QUERY, "priority": "high"}]}, "item 1: priority: must be an integer"),
+    ({"jobs": [{"qbxml": QUERY}, {"qbxml": QUERY, "replace": True}]}, "item 1: replace: needs a key"),
+    ({"jobs": [{"qbxml": QUERY}] * 3 + [{"qbxml": QUERY, "after": [424242]}]},
+     "item 3: --after 424242: no such job for connection 'acme'"),
+    ({"jobs": [{"qbxml": QUERY, "page_size": 0}]}, "item 0: the page size must be between 1 and 100000"),
+    ({"jobs": [{"qbxml": QUERY}, {"qbxml": QUERY, "key": " "}]}, "item 1: the dedupe key must be 1 to 200 characters"),
+])
+def test_a_bad_batch_is_refused_whole_naming_the_item(api, db, acme, admin, body, message) -> None:
+    answer = api.call("POST", BATCH, token=admin, body=body, expect=400)
+    assert answer.code == "invalid_request" and message in answer.message
+    assert job_count(db) == 0
+
+
+def test_bad_qbxml_in_a_batch_names_the_item_and_the_line(api, db, acme, admin) -> None:
+    body = {"jobs": [{"qbxml": QUERY}, {"qbxml": ADD},
+                     {"qbxml": "<CustomerQueryRq><MaxReturned>5</MaxReturned>\n<Oops></CustomerQueryRq>"}]}
+    answer = api.call("POST", BATCH, token=admin, body=body, expect=422)
+    assert answer.code == "invalid_qbxml"
+    assert answer.message.startswith("item 2: the request is not well-formed XML")
+    assert "(line 2, column" in answer.message
+    assert job_count(db) == 0
+
+
+def test_a_batch_is_scoped_like_create_job(api, db, acme, other, admin, make_token, enqueue) -> None:
+    scoped = make_token("acme-only", connection="acme")
+    theirs = enqueue(other, QUERY)
+    body = {"jobs": [{"qbxml": QUERY}]}
+    assert api.call("POST", f"{PREFIX}/connections/other/jobs/batch", body=body, expect=401).code == "unauthorized"
+    hidden = api.call("POST", f"{PREFIX}/connections/other/jobs/batch", token=scoped, body=body, expect=404)
+    absent = api.call("POST", f"{PREFIX}/connections/nobody/jobs/batch", token=scoped, body=body, expect=404)
+    assert hidden.message == "no connection named 'other'" == absent.message.replace("nobody", "other")
+    assert api.call("POST", f"{PREFIX}/connections/nobody/jobs/batch", token=admin, body=body,
+                    expect=404).message == "no connection named 'nobody'"
+    depends = api.call("POST", BATCH, token=scoped, body={"jobs": [{"qbxml": QUERY, "after": [theirs.id]}]},
+                       expect=400)
+    assert depends.message == f"item 0: --after {theirs.id}: no such job for connection 'acme'"
+    assert job_count(db) == 1
+    mine = api.call("POST", BATCH, token=scoped, body=body, expect=201).body["jobs"]
+    assert mine[0]["connection"] == "acme"
+    assert api.call("POST", f"{PREFIX}/connections/other/jobs/batch", token=admin, body=body,
+                    expect=201).body["jobs"][0]["connection"] == "other"
 
 
 def test_list_is_newest_first_with_cursor_pagination_and_state_filters(api, db, acme, other, admin, enqueue):
@@ -642,6 +746,10 @@ def test_the_api_over_http_on_the_live_server(live_server, db, clock, acme) -> N
         big = http.post(f"{base}/connections/acme/jobs", data=b" " * (api_module.DEFAULT_MAX_BODY_BYTES + 1),
                         headers={**auth, "Content-Type": "application/json"}, timeout=30)
         assert big.status_code == 413 and big.json()["error"]["code"] == "payload_too_large"
+        batch = http.post(f"{base}/connections/acme/jobs/batch", json={"jobs": [{"qbxml": QUERY}, {"qbxml": ADD}]},
+                          headers=auth, timeout=10)
+        assert batch.status_code == 201 and [j["request_types"] for j in batch.json()["jobs"]] == [
+            ["CustomerQuery"], ["CustomerAdd"]]
         broken = http.post(f"{base}/connections/acme/jobs", data=b"{", headers=auth, timeout=10)
         assert broken.status_code == 400 and broken.headers["Content-Type"] == "application/json"
 

@@ -155,3 +155,11 @@ def test_fragment_errors_point_into_the_callers_text() -> None:
     with pytest.raises(QbxmlError, match=r"line 2") as error:
         qbxml.prepare_request("<CustomerQueryRq/>\n<InvoiceQueryRq><A></B></InvoiceQueryRq>")
     assert "QBXMLMsgsRq" not in str(error.value)
+
+
+def test_latin1_text_has_no_warnings_and_character_references_are_still_read() -> None:
+    latin1 = qbxml.prepare_request("<CustomerAddRq><Name>Café</Name></CustomerAddRq>").xml
+    assert qbxml.unrepresentable_text(latin1) == []
+    (warning,) = qbxml.unrepresentable_text('<QBXML><QBXMLMsgsRq onError="stopOnError"><A Rq="&#x2615;"/>'
+                                            "</QBXMLMsgsRq></QBXML>")
+    assert "attribute Rq" in warning and "U+2615" in warning

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from lxml import etree
+from sqlalchemy import select
 
 from conftest import PG_URL, FakeClock
 from qwc_service import queue
 from qwc_service.conversation import Conversation
-from qwc_service.models import Connection, Job, JobEvent, JobState, WebConnectorSession
+from qwc_service.exceptions import InvalidInput
+from qwc_service.models import (Connection, Job, JobDependency, JobEvent, JobState, WebConnectorSession,
+                                WebhookDelivery)
 
 ADD = "<CustomerAddRq><CustomerAdd><Name>Joe</Name></CustomerAdd></CustomerAddRq>"
 INVOICE = "<InvoiceAddRq><InvoiceAdd><CustomerRef><FullName>Joe</FullName></CustomerRef></InvoiceAdd></InvoiceAddRq>"
@@ -285,3 +289,207 @@ def test_concurrent_claims_never_share_a_job(db, session, enqueue, clock) -> Non
     assert len(claimed) == 40 and len(set(claimed)) == 40
     with db.begin() as s:
         assert s.query(JobEvent).filter_by(to_state="sent").count() == 40
+
+
+# -- enqueue_many: enqueue for each item, in bulk ----------------------------------------------------
+
+HOOK = "https://example.invalid/hook"
+
+
+def _batch(ok: int, failed: int) -> list[str | queue.NewJob]:
+    """Every option and every path of enqueue, in one batch; ``ok`` is queued, ``failed`` failed."""
+    return [
+        QUERY,
+        queue.NewJob(ADD, priority=5, webhook_url=HOOK),
+        queue.NewJob("<InvoiceQueryRq/>", page_size=50, not_before=datetime(2026, 12, 1, 9, tzinfo=timezone.utc)),
+        queue.NewJob("<CustomerAddRq><CustomerAdd><Name>Zoë 😀</Name></CustomerAdd></CustomerAddRq>"),
+        queue.NewJob(INVOICE, after=[ok, ok]),
+        queue.NewJob(INVOICE, after=[ok, failed], webhook_url=HOOK),  # fails at once, a webhook is owed
+        queue.NewJob(QUERY, key=" nightly "),  # a new key (stripped)
+        queue.NewJob(ADD, key="nightly"),  # answered with the previous item's job
+        queue.NewJob(ADD, key="nightly", replace=True),  # which now carries this request
+        queue.NewJob(QUERY, key="before"),  # a job queued before the batch has this key
+        queue.NewJob(ADD, key="gone", after=[failed]),  # fails at once, so its key stays free...
+        queue.NewJob(QUERY, key="gone"),  # ...and this is a new job
+        queue.NewJob(QUERY, key="before", after=[999_999]),  # answered by key: after is not looked at, as in enqueue
+        queue.NewJob(ADD, priority=-3),
+    ]
+
+
+def _prepare(db, add_connection, clock, name: str) -> tuple[int, int, int]:
+    conn = add_connection(name=name, username=f"{name}-sync")
+    with db.begin() as s:
+        c = s.get(Connection, conn.id)
+        ok = queue.enqueue(s, c, QUERY, now=clock()).job.id
+        failed = queue.enqueue(s, c, ADD, now=clock()).job.id
+        queue.fail(s, s.get(Job, failed), clock(), "QuickBooks said no")
+        queue.enqueue(s, c, QUERY, now=clock(), key="before")
+    return conn.id, ok, failed
+
+
+def _state_of(s, connection_id: int) -> dict[str, object]:
+    """Everything a connection's jobs left in the database, with ids replaced by their rank."""
+    jobs = [dict(row._mapping) for row in s.execute(select(Job.__table__).where(Job.connection_id == connection_id)
+                                                    .order_by(Job.id))]
+    rank = {job["id"]: n for n, job in enumerate(jobs)}
+
+    def ids_to_ranks(text: str | None) -> str | None:
+        return re.sub(r"job (\d+)", lambda m: f"job #{rank[int(m.group(1))]}", text) if text else text
+
+    events: dict[int, list[tuple[object, ...]]] = {}
+    for e in s.scalars(select(JobEvent).where(JobEvent.job_id.in_(rank)).order_by(JobEvent.id)):
+        events.setdefault(rank[e.job_id], []).append((e.at, e.from_state, e.to_state, ids_to_ranks(e.reason)))
+    return {
+        "jobs": [{**{k: v for k, v in job.items() if k not in ("id", "connection_id")},
+                  "error": ids_to_ranks(job["error"])} for job in jobs],
+        "events": events,
+        "dependencies": sorted((rank[d.job_id], rank[d.depends_on_id]) for d in s.scalars(
+            select(JobDependency).where(JobDependency.job_id.in_(rank)))),
+        "webhooks": sorted((rank[w.job_id], w.url, w.event) for w in s.scalars(
+            select(WebhookDelivery).where(WebhookDelivery.job_id.in_(rank)))),
+        "rank": rank,
+    }
+
+
+def test_enqueue_many_writes_exactly_what_enqueue_writes(db, add_connection, clock) -> None:
+    one_by_one, ok_a, failed_a = _prepare(db, add_connection, clock, "one")
+    batched, ok_b, failed_b = _prepare(db, add_connection, clock, "many")
+    clock.advance(seconds=5)
+    with db.begin() as s:
+        c = s.get(Connection, one_by_one)
+        expected = []
+        for item in _batch(ok_a, failed_a):
+            item = queue.NewJob(item) if isinstance(item, str) else item
+            expected.append(queue.enqueue(s, c, item.request, now=clock(), priority=item.priority, after=item.after,
+                                          key=item.key, replace=item.replace, not_before=item.not_before,
+                                          page_size=item.page_size, webhook_url=item.webhook_url))
+        expected_answers = [(r.job.id, r.created, r.warnings) for r in expected]
+    with db.begin() as s:
+        results = queue.enqueue_many(s, s.get(Connection, batched), _batch(ok_b, failed_b), now=clock())
+        # The jobs answered are the session's own, as if loaded: nothing pending, every column as stored.
+        assert not s.new and not s.dirty
+        for result in results:
+            stored = dict(s.execute(select(Job.__table__).where(Job.id == result.job.id)).one()._mapping)
+            assert {column: getattr(result.job, column) for column in stored} == stored
+        answers = [(r.job.id, r.created, r.warnings) for r in results]
+    with db.begin() as s:
+        want, got = _state_of(s, one_by_one), _state_of(s, batched)
+    assert got["jobs"] == want["jobs"] and got["events"] == want["events"]
+    assert got["dependencies"] == want["dependencies"] and got["webhooks"] == want["webhooks"]
+    assert [(got["rank"][i], c, w) for i, c, w in answers] == [(want["rank"][i], c, w) for i, c, w in expected_answers]
+    assert [c for _, c, _ in answers] == [True] * 7 + [False, False, False, True, True, False, True]
+    assert answers[7][0] == answers[8][0] == answers[6][0] and "U+1F600" in answers[3][2][0]
+    created = [i for i, c, _ in answers if c]
+    assert created == sorted(created)  # ids ascend in input order: handed out in the same order
+
+
+def test_a_batch_is_handed_out_by_priority_then_input_order(conversation, session, db, clock) -> None:
+    conn, login = session
+    with db.begin() as s:
+        customer = queue.enqueue(s, s.get(Connection, conn.id), ADD, now=clock()).job.id
+        queue.enqueue_many(s, s.get(Connection, conn.id), [
+            queue.NewJob(INVOICE, after=[customer], priority=10),  # waits for the customer despite its priority
+            "<ItemQueryRq/>", "<VendorQueryRq/>",
+            queue.NewJob("<AccountQueryRq/>", priority=1),
+            queue.NewJob("<ClassQueryRq/>", not_before=clock() + timedelta(hours=1)),
+        ], now=clock())
+    ticket = login()
+    sent = []
+    while request := next_request(conversation, ticket):
+        sent.append(etree.fromstring(request.encode()).find("QBXMLMsgsRq")[0].tag)
+        conversation.receive_response_xml(ticket, respond(request))
+    assert sent == ["AccountQueryRq", "CustomerAddRq", "InvoiceAddRq", "ItemQueryRq", "VendorQueryRq"]
+
+
+def _count(s) -> tuple[int, int, int]:
+    return (s.query(Job).count(), s.query(JobEvent).count(), s.query(JobDependency).count())
+
+
+@pytest.mark.parametrize("make_bad", [
+    lambda theirs: "<CustomerQueryRq><MaxReturned>5</MaxReturned>\n<Oops></CustomerQueryRq>",
+    lambda theirs: "<Customer/>",
+    lambda theirs: "",
+    lambda theirs: queue.NewJob(ADD, page_size=10),
+    lambda theirs: queue.NewJob(QUERY, page_size=0),
+    lambda theirs: queue.NewJob(QUERY, key="x" * 201),
+    lambda theirs: queue.NewJob(QUERY, key="  "),
+    lambda theirs: queue.NewJob(QUERY, after=[424242]),
+    lambda theirs: queue.NewJob(QUERY, after=[theirs]),  # another connection's job
+])
+def test_one_bad_item_refuses_the_batch_before_anything_is_written(db, session, add_connection, enqueue, clock,
+                                                                   make_bad) -> None:
+    conn, _ = session
+    theirs = enqueue(add_connection(name="other", username="other-sync"), QUERY)
+    dependency = enqueue(conn, QUERY)
+    bad = make_bad(theirs.id)
+    with db.begin() as s:  # what enqueue says about the same item
+        item = queue.NewJob(bad) if isinstance(bad, str) else bad
+        with pytest.raises(InvalidInput) as alone:
+            queue.enqueue(s, s.get(Connection, conn.id), item.request, now=clock(), after=item.after, key=item.key,
+                          page_size=item.page_size)
+    with db.begin() as s:
+        before = _count(s)
+        batch = [QUERY, queue.NewJob(ADD, key="k", after=[dependency.id]), bad, QUERY]
+        with pytest.raises(InvalidInput) as refused:
+            queue.enqueue_many(s, s.get(Connection, conn.id), batch, now=clock())
+        assert type(refused.value) is type(alone.value)  # a QbxmlError stays one (the API answers 422)
+        assert str(refused.value) == f"item 2: {alone.value}"
+        assert _count(s) == before and not s.new  # not even inside the caller's transaction
+
+
+@pytest.mark.parametrize("bad,message", [
+    (queue.NewJob(QUERY, not_before=datetime(2026, 12, 1, 9)), "item 1: not_before must be timezone-aware"),
+    (queue.NewJob(QUERY, priority="high"), "item 1: priority, page_size and the ids in after must be 32-bit"),
+    (queue.NewJob(QUERY, priority=2**31), "item 1: priority, page_size and the ids in after must be 32-bit"),
+    (queue.NewJob(QUERY, after=[True]), "item 1: priority, page_size and the ids in after must be 32-bit"),
+    (queue.NewJob(b"<CustomerQueryRq/>"), "item 1: the request must be a string holding qbXML"),
+    ({"request": QUERY}, "item 1: expected a qbXML string or a NewJob, not dict"),
+])
+def test_items_that_would_fail_in_the_database_are_refused_up_front(db, session, clock, bad, message) -> None:
+    conn, _ = session
+    with db.begin() as s:
+        with pytest.raises(InvalidInput, match=re.escape(message)):
+            queue.enqueue_many(s, s.get(Connection, conn.id), [QUERY, bad], now=clock())
+        assert _count(s) == (0, 0, 0)
+
+
+def test_batches_are_at_most_max_batch(db, session, clock) -> None:
+    conn, _ = session
+    with db.begin() as s:
+        c = s.get(Connection, conn.id)
+        with pytest.raises(InvalidInput, match=f"at most {queue.MAX_BATCH} jobs; this one has {queue.MAX_BATCH + 1}"):
+            queue.enqueue_many(s, c, [QUERY] * (queue.MAX_BATCH + 1), now=clock())
+        assert _count(s) == (0, 0, 0)
+        assert queue.enqueue_many(s, c, [], now=clock()) == []
+        full = queue.enqueue_many(s, c, [f"<CustomerQueryRq><Name>{n}</Name></CustomerQueryRq>"
+                                         for n in range(queue.MAX_BATCH)], now=clock())
+        assert [f"<Name>{n}</Name>" in r.job.request_xml for n, r in enumerate(full)] == [True] * queue.MAX_BATCH
+        ids = [r.job.id for r in full]
+        assert ids == list(range(ids[0], ids[0] + queue.MAX_BATCH))
+        assert _count(s) == (queue.MAX_BATCH, queue.MAX_BATCH, 0)
+
+
+@pytest.mark.skipif(not PG_URL, reason="row locking across connections needs PostgreSQL")
+def test_concurrent_batches_with_one_key_add_one_job(db, session, clock) -> None:
+    conn, _ = session
+    barrier = threading.Barrier(4)
+    answers: list[tuple[int, bool]] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        barrier.wait()
+        with db.begin() as s:
+            results = queue.enqueue_many(s, s.get(Connection, conn.id), [QUERY, queue.NewJob(ADD, key="k"), QUERY],
+                                         now=clock())
+            with lock:
+                answers.append((results[1].job.id, results[1].created))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(answers) == 4 and len({job_id for job_id, _ in answers}) == 1
+    assert sorted(created for _, created in answers) == [False, False, False, True]
+    with db.begin() as s:
+        assert s.query(Job).count() == 1 + 4 * 2
