@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -299,6 +299,28 @@ def recent_events(db: Session, connection: Connection, limit: int = 20) -> list[
             select(AuthEvent).where(AuthEvent.connection_id == connection.id).order_by(AuthEvent.id.desc()).limit(limit)
         )
     )
+
+
+def prune_events(db: Session, older_than: datetime) -> int:
+    """Drop authentication events from before ``older_than``; returns how many.
+
+    Every poll writes one (30,000 company files polling each minute write 43
+    million a day), so the audit trail must be trimmed. Each connection keeps
+    its newest success from every address: that row is the memory of the
+    real Web Connector's address (which a connection-wide lockout spares)
+    and of its last poll (which the status page shows), whatever its age.
+    """
+    newest_successes = (
+        select(func.max(AuthEvent.id))
+        .where(AuthEvent.connection_id.is_not(None), AuthEvent.result.in_(_SUCCESSES))
+        .group_by(AuthEvent.connection_id, AuthEvent.client_address)
+    )
+    result = db.execute(
+        delete(AuthEvent)
+        .where(AuthEvent.at < older_than, AuthEvent.id.not_in(newest_successes.scalar_subquery()))
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
 
 
 def _address_scope(address: str) -> str:

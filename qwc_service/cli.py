@@ -482,12 +482,15 @@ main.add_command(job_retry, "retry")
 @click.option("--older-than", "older_than", required=True, help="Age of finished jobs to prune, e.g. 30d.")
 @pass_context
 def prune(ctx: _Context, older_than: str) -> None:
-    """Remove the request and response of jobs finished longer ago than --older-than."""
+    """Remove the request and response of jobs finished longer ago than --older-than, and older
+    authentication events (each connection keeps its newest success from every address)."""
     age = _parse_duration(older_than)
     assert age is not None
     with ctx.transaction() as db:
         count = queue.prune(db, _now() - age)
+        events = authentication.prune_events(db, _now() - age)
     click.echo(f"pruned the payloads of {count} finished job{'s' if count != 1 else ''}")
+    click.echo(f"removed {events} authentication event{'s' if events != 1 else ''}")
 
 
 #: Jobs each scenario queues when you run it, so there is something to watch.

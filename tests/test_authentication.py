@@ -5,12 +5,13 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from conftest import FakeClock
-from qwc_service import authentication
+from qwc_service import authentication, health
 from qwc_service.conversation import NVU_RESULT, AuthResult, Conversation
 from qwc_service.models import AuthEvent, Connection, SessionState, WebConnectorSession
 from qwc_service.passwords import Passwords
@@ -184,6 +185,30 @@ def test_every_result_is_audited(conversation, add_connection, enqueue, db, cloc
         ("none", "192.0.2.1"), ("ok", "192.0.2.1"), ("busy", "192.0.2.2"), ("nvu", "192.0.2.3")]
 
 
+def test_pruning_events_keeps_what_logins_and_health_rely_on(strict, add_connection, enqueue, db, clock) -> None:
+    conn = add_connection()
+    for address in ("192.0.2.10", "192.0.2.10", "192.0.2.11"):  # idle polls ("none") from two addresses
+        assert strict.authenticate("acme-sync", "correct horse", address).status == "none"
+    strict.authenticate("acme-sync", "guess", "203.0.113.9")
+    strict.authenticate("nobody", "guess", "203.0.113.9")  # unknown user: no connection
+    polled_at = clock()
+    clock.advance(days=10)  # pruned at 7 days, within the 30 days an address stays known
+    strict.authenticate("acme-sync", "guess", "203.0.113.9")  # recent: kept
+    with db.begin() as s:
+        assert authentication.prune_events(s, clock() - timedelta(days=7)) == 3
+    assert [(r, a) for r, a, _ in events(db)] == [
+        ("none", "192.0.2.10"), ("none", "192.0.2.11"), ("nvu", "203.0.113.9")]
+    with db.begin() as s:
+        assert authentication.prune_events(s, clock() - timedelta(days=7)) == 0
+        assert health.connection_health(s, s.get(Connection, conn.id), clock()).last_authenticate == polled_at
+    # The kept success still proves the real Web Connector's address when the connection is attacked.
+    enqueue(conn, QUERY)
+    for i in range(5):
+        strict.authenticate("acme-sync", "guess", f"198.51.100.{i}")
+    assert strict.authenticate("acme-sync", "correct horse", "198.51.100.200").status == "nvu"
+    assert strict.authenticate("acme-sync", "correct horse", "192.0.2.11").status == ""
+
+
 def test_always_open_and_minimum_run_interval(conversation, add_connection, db) -> None:
     conn = add_connection()
     with db.begin() as s:
@@ -279,8 +304,8 @@ def test_two_server_processes_racing_authenticate_open_one_session(spawn_server,
 def test_serve_passes_forwarded_for_through_when_proxies_are_trusted(settings, make_live_server, add_connection,
                                                                      enqueue, db) -> None:
     """waitress must not strip X-Forwarded-For when the application judges it itself."""
-    from wire import INTUIT, envelope
     import requests
+    from wire import INTUIT, envelope
 
     enqueue(add_connection(), QUERY)
     server_ = make_live_server(replace(settings, trusted_proxies="127.0.0.1"))
