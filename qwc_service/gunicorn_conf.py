@@ -196,6 +196,13 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
         multiprocess.mark_process_dead(worker.pid)
 
 
+def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+    # In the worker process, as it leaves: let its webhook worker finish the delivery in hand.
+    from qwc_service import wsgi_app
+
+    wsgi_app.shutdown()
+
+
 def on_exit(server):  # type: ignore[no-untyped-def]
     if _created_metrics_dir:
         import shutil

@@ -36,6 +36,8 @@ SCHEMA_CHECK_CONNECT_TIMEOUT = 10
 
 _lock = threading.Lock()
 _service: server.Service | None = None
+#: The webhook workers this module started, for :func:`shutdown`.
+_workers: list[webhooks.WebhookWorker] = []
 
 
 class SchemaNotReady(RuntimeError):
@@ -52,9 +54,20 @@ def _build(settings: Settings) -> server.Service:
     check_schema(settings.database_url)
     service = server.build(settings, migrate=False)
     # Each worker delivers webhooks too (claims use SKIP LOCKED, so they share the work).
-    webhooks.start_worker(service)
+    _workers.append(webhooks.start_worker(service))
     log.info("qwc-service ready (database: %s)", database.describe(settings.database_url))
     return service
+
+
+def shutdown(timeout: float | None = None) -> None:
+    """Stop the webhook workers started here; each finishes the delivery it is sending.
+
+    gunicorn calls it as a worker exits (``worker_exit``), so that a restart
+    does not cut a delivery off between sending it and recording the answer
+    (which would send it again when its lease runs out).
+    """
+    while _workers:
+        _workers.pop().stop(timeout)
 
 
 def check_schema(url: str) -> None:

@@ -76,6 +76,15 @@ def _pg_engine() -> Iterator[Engine | None]:
     engine.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _no_webhook_worker_outlives_its_test() -> Iterator[None]:
+    """A webhook worker left running delivers later tests' rows by the real clock (on PostgreSQL
+    all tests share one database): the cause of two flaky failures, so it fails the test that leaks one."""
+    yield
+    leaked = [t for t in threading.enumerate() if t.name == "qwc-webhooks" and t.is_alive()]
+    assert not leaked, f"{len(leaked)} webhook worker(s) still running after the test: stop them"
+
+
 @pytest.fixture
 def database_url(tmp_path: Path, _sqlite_template: Path, _pg_engine: Engine | None) -> str:
     """A migrated, empty database for this test."""

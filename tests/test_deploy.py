@@ -502,7 +502,7 @@ def test_gunicorn_accepts_the_configuration(monkeypatch: pytest.MonkeyPatch) -> 
     cfg = gunicorn_config.Config()
     known = {name: value for name, value in vars(conf).items() if name in cfg.settings}
     assert {"bind", "workers", "threads", "worker_class", "timeout", "graceful_timeout", "keepalive",
-            "forwarded_allow_ips", "access_log_format", "wsgi_app", "when_ready"} <= set(known)
+            "forwarded_allow_ips", "access_log_format", "wsgi_app", "when_ready", "worker_exit"} <= set(known)
     for name, value in known.items():
         cfg.set(name, value)  # gunicorn's own validators
     assert cfg.worker_class_str == "gthread"
@@ -573,7 +573,13 @@ def test_wsgi_app_import_has_no_side_effects_and_builds_once(
         assert isinstance(wsgi_app.create_app({"QWC_DATABASE_URL": database_url}), QwcApplication)
         with pytest.raises(AttributeError):
             wsgi_app.no_such_thing  # noqa: B018
+        assert len(wsgi_app._workers) == 2 and all(w.running for w in wsgi_app._workers)
     finally:
+        # Left running, the workers would deliver later tests' webhooks by the real clock
+        # (on PostgreSQL every test shares one database).
+        workers = list(wsgi_app._workers)
+        wsgi_app.shutdown(timeout=10)
+        assert not any(w.running for w in workers)
         if wsgi_app._service is not None:
             wsgi_app._service.engine.dispose()
         logging.getLogger().setLevel(root_level)
