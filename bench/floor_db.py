@@ -50,7 +50,7 @@ def _hash(ticket: str) -> str:
 class DurableFloor:
     def __init__(self, path: str) -> None:
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-        for pragma in ("journal_mode=WAL", "busy_timeout=30000", "foreign_keys=ON", "synchronous=NORMAL"):
+        for pragma in ("journal_mode=WAL", "busy_timeout=30000", "foreign_keys=ON", "synchronous=FULL"):
             self.db.execute(f"PRAGMA {pragma}")
         self.lock = threading.Lock()  # one connection per process, as the service has
         self.secret = secrets.token_bytes(32)

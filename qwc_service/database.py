@@ -112,7 +112,10 @@ def _sqlite_engine(url: str, *, background_checkpoints: bool, **kwargs: Any) -> 
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # FULL: every commit reaches the disk before the call is answered. With
+        # NORMAL a power cut can roll back the commit that marked a job "sent"
+        # after QBWC took its request, and the write would go out again.
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         if background_checkpoints:
             cursor.execute("PRAGMA wal_autocheckpoint=0")
