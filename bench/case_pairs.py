@@ -64,7 +64,7 @@ def run(opts: Options) -> list[Result]:
             results.append(Result(
                 CASE, "server CPU/pair vs durable floor", round(cpu, 3) if cpu else None, "ms", round(d_cpu, 3),
                 cost_ratio(cpu, d_cpu, higher_is_better=False), "(diagnosis)", None,
-                note="the durable floor runs the service's own claim and count queries, so it scans the queue too"))
+                note="the durable floor runs the service's own claim query and capped count (at most 100 rows)"))
         check = details.get("qbwc_load_check")
         if isinstance(check, dict) and check.get("pairs_per_s") and isinstance(floor_checks.get("work"), dict):
             floor_check = floor_checks["work"]

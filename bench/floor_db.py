@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 
 from lxml import etree
 
-from qwc_service import qbxml
+from qwc_service import qbxml, queue
 
 from .floor import QBWC_NS, SOAP_NS, _parser, envelope
 
@@ -135,7 +135,8 @@ class DurableFloor:
             db.execute("INSERT INTO job_events (job_id, at, from_state, to_state, reason) VALUES (?, ?, 'sent', "
                        "'done', 'answered')", (job[0], now))
             db.execute("UPDATE qbwc_sessions SET jobs_done = jobs_done + 1 WHERE id = ?", (session[0],))
-            remaining = db.execute(f"SELECT count(*) FROM jobs WHERE {CLAIMABLE}", (session[1], now)).fetchone()[0]
+            remaining = db.execute(f"SELECT count(*) FROM (SELECT id FROM jobs WHERE {CLAIMABLE} LIMIT ?)",
+                                   (session[1], now, queue.WORK_COUNT_HORIZON)).fetchone()[0]
             return 100 if remaining == 0 else 50
         return self.tx(run)  # type: ignore[no-any-return]
 
