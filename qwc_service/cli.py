@@ -486,9 +486,10 @@ def prune(ctx: _Context, older_than: str) -> None:
     authentication events (each connection keeps its newest success from every address)."""
     age = _parse_duration(older_than)
     assert age is not None
+    cutoff = _now() - age
     with ctx.transaction() as db:
-        count = queue.prune(db, _now() - age)
-        events = authentication.prune_events(db, _now() - age)
+        count = queue.prune(db, cutoff)
+        events = authentication.prune_events(db, cutoff)
     click.echo(f"pruned the payloads of {count} finished job{'s' if count != 1 else ''}")
     click.echo(f"removed {events} authentication event{'s' if events != 1 else ''}")
 

@@ -274,39 +274,34 @@ def _give_up_abandoned(db: sessionmaker[Session], now: datetime, max_attempts: i
 def _claim(db: sessionmaker[Session], now: datetime, max_attempts: int) -> _Claim | None:
     """Take the next due delivery for one attempt, leased for ``CLAIM_LEASE``.
 
-    The row is found with ``FOR UPDATE SKIP LOCKED`` and taken with a
-    conditional UPDATE that counts the attempt in the database, so the count
-    never comes from a stale read and a row no longer due when the UPDATE
-    runs is left alone (the next one is tried). Leases are read by each
-    worker's own clock: servers whose clocks differ by more than the lease
-    could send a row twice, so keep them on NTP. (A test once leaked a worker
-    on the real clock into tests on a fake one, three days behind: it did
-    exactly that.)
+    ``FOR UPDATE SKIP LOCKED`` keeps racing workers on different rows; the
+    UPDATE counts the attempt in the database and re-checks that the row is
+    due, so nothing is sent on a stale read. Leases are read by each worker's
+    own clock: servers whose clocks differ by more than the lease could send a
+    row twice, so keep them on NTP. (A test once leaked a worker on the real
+    clock into tests on a fake one, three days behind: it did exactly that.)
     """
     due = (WebhookDelivery.state == PENDING, WebhookDelivery.next_attempt_at <= now,
            WebhookDelivery.attempts < max_attempts)
     with db.begin() as s:
-        for _ in range(_CLAIM_TRIES):
-            found = s.scalar(
-                select(WebhookDelivery.id).where(*due)
-                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-                .limit(1)
-                .with_for_update(skip_locked=True)
-            )
-            if found is None:
-                return None
-            row = s.execute(
-                update(WebhookDelivery)
-                .where(WebhookDelivery.id == found, *due)
-                .values(attempts=WebhookDelivery.attempts + 1, next_attempt_at=now + CLAIM_LEASE)
-                .returning(WebhookDelivery.id, WebhookDelivery.url, WebhookDelivery.payload,
-                           WebhookDelivery.event, WebhookDelivery.job_id, WebhookDelivery.attempts)
-                .execution_options(synchronize_session=False)
-            ).one_or_none()
-            if row is not None:
-                break
-        else:
-            return None  # every try lost its race: the next round looks again
+        found = s.scalar(
+            select(WebhookDelivery.id).where(*due)
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if found is None:
+            return None
+        row = s.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == found, *due)
+            .values(attempts=WebhookDelivery.attempts + 1, next_attempt_at=now + CLAIM_LEASE)
+            .returning(WebhookDelivery.id, WebhookDelivery.url, WebhookDelivery.payload,
+                       WebhookDelivery.event, WebhookDelivery.job_id, WebhookDelivery.attempts)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        if row is None:
+            return None  # no longer due as it stands now: the next round looks again
         connection_id = s.scalar(select(Job.connection_id).where(Job.id == row.job_id))
         secret = _secret(s, connection_id)
         body = row.payload.encode("utf-8")
@@ -318,10 +313,6 @@ def _claim(db: sessionmaker[Session], now: datetime, max_attempts: int) -> _Clai
             "User-Agent": f"qwc-service/{__version__}",
         }
         return _Claim(Request(row.id, row.url, body, headers), row.attempts)
-
-
-#: How often one claim retries after losing a race for the row it found.
-_CLAIM_TRIES = 5
 
 
 def _secret(db: Session, connection_id: int | None) -> str:
