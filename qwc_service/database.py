@@ -35,6 +35,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_CACHE_KIB = 16 * 1024
 #: How often a server copies SQLite's write-ahead log back into the database file.
 SQLITE_CHECKPOINT_SECONDS = 1.0
+#: With background checkpoints, a committing request checkpoints only past this many WAL pages
+#: (~40 MB): never while the thread keeps up, and a bound on the log if the thread cannot.
+SQLITE_BACKSTOP_CHECKPOINT_PAGES = 10_000
 #: Any constant works; it only has to be the same in every process.
 _MIGRATION_LOCK_KEY = 0x51574353  # "QWCS"
 
@@ -118,7 +121,7 @@ def _sqlite_engine(url: str, *, background_checkpoints: bool, **kwargs: Any) -> 
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         if background_checkpoints:
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
+            cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_BACKSTOP_CHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -131,7 +134,7 @@ def _sqlite_engine(url: str, *, background_checkpoints: bool, **kwargs: Any) -> 
 
 
 def _start_checkpointer(engine: Engine, path: str) -> None:
-    """Checkpoint the WAL every ``SQLITE_CHECKPOINT_SECONDS`` until the engine is gone.
+    """Checkpoint the WAL every ``SQLITE_CHECKPOINT_SECONDS`` until the engine is disposed of or gone.
 
     PASSIVE never waits for readers or the writer, so it cannot slow a request
     down; if a busy moment keeps it from finishing, the next round catches up.
@@ -162,6 +165,7 @@ def _start_checkpointer(engine: Engine, path: str) -> None:
             connection.close()
 
     threading.Thread(target=run, name="sqlite-checkpoint", daemon=True).start()
+    event.listen(engine, "engine_disposed", lambda _engine: stop.set())
     weakref.finalize(engine, stop.set)
 
 

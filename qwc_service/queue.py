@@ -386,8 +386,8 @@ def _insert_jobs(db: Session, rows: list[dict[str, Any]]) -> list[int]:
     would send one statement per row there). Each new rowid is the largest so
     far plus one, and from its first row on the transaction holds the write
     lock, so the ids ascend in row order: they are sorted (RETURNING's order
-    is not promised) and checked to be consecutive. Elsewhere SQLAlchemy's own
-    ``sort_by_parameter_order``.
+    is not promised) and checked to be consecutive. Older SQLite: one INSERT
+    per row. Elsewhere SQLAlchemy's own ``sort_by_parameter_order``.
     """
     conn = db.connection()
     dialect = conn.dialect.name
@@ -395,6 +395,8 @@ def _insert_jobs(db: Session, rows: list[dict[str, Any]]) -> list[int]:
         ids = sorted(conn.execute(_NEXT_JOB_IDS, {"n": len(rows)}).scalars())
         conn.execute(_INSERT_JOB, [{**row, "id": job_id} for row, job_id in zip(rows, ids)])
         return ids
+    if dialect == "sqlite" and not conn.dialect.insert_returning:  # SQLite before 3.35 (RHEL 9 has 3.34)
+        return [conn.execute(_INSERT_JOB, row).inserted_primary_key[0] for row in rows]
     if dialect == "sqlite":
         ids = sorted(conn.execute(_INSERT_JOB.returning(Job.__table__.c.id), rows).scalars())
         if len(ids) != len(rows) or ids[-1] - ids[0] != len(rows) - 1:

@@ -40,6 +40,9 @@ SOAP_CONTENT_TYPE = "text/xml; charset=utf-8"
 READ_CHUNK = 1024 * 1024
 #: A request body is kept in memory up to this size, on disk beyond it (only for Spyne's sake).
 SPOOL_IN_MEMORY = 4 * 1024 * 1024
+#: The fault for a large call of an unusual shape when that copy could not be kept.
+TEMP_FULL = ("The server could not store this request temporarily (its temporary directory is full or "
+             "read-only); the server log says where. Try again once it has room.")
 
 # Spyne logs whole request documents at DEBUG and offending values in
 # validation errors; never let that reach a handler. Our own code logs what
@@ -199,14 +202,22 @@ class QwcApplication:
         except ValueError:
             return None
         stream = environ["wsgi.input"]
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
+        spool: Any = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)
         parser: Any = envelopes.new_parser()
         while remaining > 0:
             chunk = stream.read(min(remaining, READ_CHUNK))
             if not chunk:
                 break
             remaining -= len(chunk)
-            spool.write(chunk)
+            if spool is not None:
+                try:
+                    spool.write(chunk)
+                except OSError as exc:  # the temporary directory is full or read-only: no fallback copy
+                    log.error("could not keep a copy of a %s-byte request in %s (%s); only QBWC-shaped "
+                              "calls can be answered until it has room", environ.get("CONTENT_LENGTH"),
+                              tempfile.gettempdir(), exc)
+                    spool.close()
+                    spool = None
             if parser is not None:
                 try:
                     parser.feed(chunk)
@@ -219,11 +230,14 @@ class QwcApplication:
             except etree.XMLSyntaxError:
                 pass
         parser = None  # the tree goes now: the call holds plain strings
+        if call is None and spool is None:
+            return "500 Internal Server Error", envelopes.fault("Server", TEMP_FULL)
         if call is None:
             spool.seek(0)
             environ["wsgi.input"] = spool
             return None
-        spool.close()
+        if spool is not None:
+            spool.close()
         try:
             result = envelopes.perform(self.conversation, call, environ["qwc.client_address"])
             return "200 OK", envelopes.answer(call.operation, result)

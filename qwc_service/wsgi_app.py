@@ -75,7 +75,7 @@ def check_schema(url: str) -> None:
     options: dict[str, Any] = {}
     if make_url(database.normalize_url(url)).get_backend_name() == "postgresql":
         options["connect_args"] = {"connect_timeout": SCHEMA_CHECK_CONNECT_TIMEOUT}
-    engine = database.make_engine(url, background_checkpoints=True, **options)
+    engine = database.make_engine(url, **options)  # a moment's look: no checkpoint thread
     try:
         try:
             current, head = database.migration_status(engine)

@@ -270,3 +270,23 @@ def test_read_call_leaves_other_shapes_alone() -> None:
     assert call == envelopes.Call("clientVersion", {"strVersion": "2.3"})
     assert envelopes.read_call(parse(ODD_ENVELOPES["header with content"])) is None
     assert envelopes.read_call(parse(envelope("sendRequestXML", ("qbXMLMajorVers", "13")))) is None
+
+
+def test_a_full_temporary_directory_spares_qbwc_shaped_calls(app, scripted, monkeypatch, caplog) -> None:
+    import tempfile
+
+    from qwc_service import wsgi
+
+    class Full(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
+        def write(self, data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(wsgi.tempfile, "SpooledTemporaryFile", Full)
+    app.direct_calls = True
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{INTUIT}authenticate"'}
+    plain = Client(app).post("/qbwc", data=envelope("authenticate", ("strUserName", "u"), ("strPassword", "p")),
+                             headers=headers)
+    assert plain.status_code == 200 and [(op, args[:2]) for op, args in scripted.calls] == [("authenticate", ("u", "p"))]
+    odd = Client(app).post("/qbwc", data=ODD_ENVELOPES["header with content"], headers=headers)
+    assert odd.status_code == 500 and b"could not store this request temporarily" in odd.data
+    assert b"Traceback" not in odd.data and "No space left on device" in caplog.text

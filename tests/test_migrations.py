@@ -65,11 +65,14 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path) -> None:
 
 def test_servers_checkpoint_sqlite_in_the_background(tmp_path, monkeypatch) -> None:
     """No request pays for a checkpoint, yet the write-ahead log is reused instead of growing."""
+    import threading
     import time
 
     monkeypatch.setattr(database, "SQLITE_CHECKPOINT_SECONDS", 0.1)
     path = tmp_path / "ckpt.db"
+    before = set(threading.enumerate())
     engine = database.make_engine(f"sqlite:///{path}", background_checkpoints=True)
+    [checkpointer] = [t for t in threading.enumerate() if t.name == "sqlite-checkpoint" and t not in before]
 
     def write_batch() -> None:
         for _ in range(200):
@@ -77,14 +80,16 @@ def test_servers_checkpoint_sqlite_in_the_background(tmp_path, monkeypatch) -> N
                 conn.exec_driver_sql("INSERT INTO t VALUES (?)", ("x" * 2000,))
 
     with engine.begin() as conn:
-        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == database.SQLITE_BACKSTOP_CHECKPOINT_PAGES
         conn.exec_driver_sql("CREATE TABLE t (v TEXT)")
     write_batch()
     first = (tmp_path / "ckpt.db-wal").stat().st_size
     time.sleep(1.0)
     write_batch()
     assert (tmp_path / "ckpt.db-wal").stat().st_size < first * 1.2  # without checkpoints: twice the size
-    engine.dispose()
+    engine.dispose()  # stops the thread, even while the engine object lives on
+    checkpointer.join(timeout=5)
+    assert not checkpointer.is_alive()
     plain = database.make_engine(f"sqlite:///{tmp_path / 'plain.db'}")
     with plain.connect() as conn:  # CLI commands and tests keep SQLite's own checkpoints
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000

@@ -383,6 +383,29 @@ def test_enqueue_many_writes_exactly_what_enqueue_writes(db, add_connection, clo
     assert created == sorted(created)  # ids ascend in input order: handed out in the same order
 
 
+def test_enqueue_many_works_on_sqlite_without_returning(db, session, clock, monkeypatch) -> None:
+    conn, _ = session
+    engine = db.kw["bind"]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite before 3.35 has no INSERT … RETURNING")
+    from sqlalchemy import event
+
+    monkeypatch.setattr(engine.dialect, "insert_returning", False)  # as SQLAlchemy sets it below 3.35
+    sent: list[str] = []
+    record = lambda conn, cursor, statement, *rest: sent.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with db.begin() as s:
+            results = queue.enqueue_many(s, s.get(Connection, conn.id), ["<ItemQueryRq/>", "<VendorQueryRq/>",
+                                                                         ADD], now=clock())
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert not [statement for statement in sent if "RETURNING" in statement.upper()]  # a syntax error there
+    with db.begin() as s:
+        stored = {j.id: j.request_types for j in s.scalars(select(Job).where(Job.id.in_([r.job.id for r in results])))}
+    assert [stored[r.job.id] for r in results] == ["ItemQuery", "VendorQuery", "CustomerAdd"]
+
+
 def test_a_batch_is_handed_out_by_priority_then_input_order(conversation, session, db, clock) -> None:
     conn, login = session
     with db.begin() as s:
